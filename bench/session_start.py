@@ -1,0 +1,163 @@
+"""Session start latency and idle instance memory, measured on the real stack.
+
+Starts its own playground (Daphne, a Celery worker and beat, under a deployment
+label of its own) against the project's engine and Redis, unless --url and
+--token point it at a running one. For each of N sessions, one after another:
+
+    POST /api/sessions/  ->  POST .../exec/ {"command": "true"}  (waits for running)
+
+and prints p50/p95 of: the POST alone, POST to exec answered (the number the
+README quotes), and the Celery hop (task queued to task started, from the
+worker's log). Then it starts M idle instances and prints host memory per
+instance (the PSS of the container's processes plus its runtime shim).
+
+    .venv/bin/python bench/session_start.py [--sessions 30] [--idle 10]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.stack import ENGINE, Stack  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} {platform.release()}"
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cgroup_pids(container_id: str) -> list[int]:
+    for root in Path("/sys/fs/cgroup/pids").rglob(f"*{container_id}*"):
+        procs = root / "cgroup.procs"
+        if procs.exists():
+            return [int(p) for p in procs.read_text().split()]
+    return []
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def run_sessions(url: str, token: str, n: int) -> dict[str, list[float]]:
+    http = requests.Session()
+    http.headers["Authorization"] = f"Token {token}"
+    results: dict[str, list[float]] = {"post": [], "ready": []}
+    for i in range(n):
+        t0 = time.perf_counter()
+        created = http.post(url + "/api/sessions/", json={}, timeout=60)
+        t1 = time.perf_counter()
+        created.raise_for_status()
+        session = created.json()
+        iid = session["instances"][0]["id"]
+        answer = http.post(f"{url}/api/sessions/{session['id']}/instances/{iid}/exec/",
+                           json={"command": "true", "timeout": 60}, timeout=90)
+        t2 = time.perf_counter()
+        answer.raise_for_status()
+        if i > 0:  # the first one warms caches and connection pools
+            results["post"].append(t1 - t0)
+            results["ready"].append(t2 - t0)
+        http.delete(f"{url}/api/sessions/{session['id']}/", timeout=60).raise_for_status()
+    return results
+
+
+def idle_memory(url: str, token: str, n: int) -> list[float]:
+    import docker
+
+    engine = docker.APIClient(base_url=ENGINE, version="1.41")
+    http = requests.Session()
+    http.headers["Authorization"] = f"Token {token}"
+    created = http.post(url + "/api/sessions/", json={}, timeout=60).json()
+    sid = created["id"]
+    ids = [created["instances"][0]["id"]]
+    for _ in range(n - 1):
+        ids.append(http.post(f"{url}/api/sessions/{sid}/instances/", json={}, timeout=60).json()["id"])
+    for iid in ids:
+        http.post(f"{url}/api/sessions/{sid}/instances/{iid}/exec/", json={"command": "true"}, timeout=90)
+    time.sleep(3)  # let the shells settle
+    per_instance = []
+    for iid in ids:
+        [container] = engine.containers(filters={"label": f"playground.instance={iid}"})
+        pids = cgroup_pids(container["Id"])
+        shim = parent_of(engine.inspect_container(container["Id"])["State"]["Pid"])
+        per_instance.append(sum(pss_kib(p) for p in {*pids, shim}) / 1024)
+    http.delete(f"{url}/api/sessions/{sid}/", timeout=60)
+    return per_instance
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--idle", type=int, default=5, help="idle instances to measure memory on (max 5)")
+    parser.add_argument("--url", help="a running playground (default: start one)")
+    parser.add_argument("--token", help="API token for --url")
+    args = parser.parse_args()
+
+    stack = None
+    if args.url:
+        url, token = args.url.rstrip("/"), args.token
+    else:
+        stack = Stack(Path(tempfile.mkdtemp(prefix="bench-")), redis_db=14, env={
+            "PLAYGROUND_SESSION_RATE_USER": "100000/min", "PLAYGROUND_LOG_LEVEL": "INFO",
+        }).start()
+        url, token = stack.url, stack.token("bench")
+    try:
+        print(f"machine: {machine()}")
+        results = run_sessions(url, token, args.sessions + 1)
+        n = len(results["ready"])
+        print(f"session start over {n} sessions (one after another):")
+        for key, label in (("post", "POST /api/sessions/"), ("ready", "POST to exec answered")):
+            values = results[key]
+            print(f"  {label:24} p50 {ms(pct(values, 50))}  p95 {ms(pct(values, 95))}  max {ms(max(values))}")
+        if stack is not None:
+            hops = [float(x) for x in re.findall(r"hop_ms=([0-9.]+)", stack.log("worker"))]
+            creates = [float(x) for x in re.findall(r"create_ms=([0-9.]+)", stack.log("worker"))]
+            if hops:
+                print(f"  {'Celery hop (queued->run)':24} p50 {pct(hops, 50):7.1f} ms  p95 {pct(hops, 95):7.1f} ms")
+            if creates:
+                print(f"  {'engine create+start':24} p50 {pct(creates, 50):7.1f} ms  p95 {pct(creates, 95):7.1f} ms")
+        mem = idle_memory(url, token, min(args.idle, 5))
+        print(f"host memory per idle shell instance (PSS, shim included): "
+              f"mean {statistics.mean(mem):.1f} MiB, max {max(mem):.1f} MiB over {len(mem)}")
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()

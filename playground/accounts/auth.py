@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from rest_framework import authentication
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """``Authorization: Token <key>`` as API.md says; listed first, so the
+    token decides when a cookie comes too."""
+
+    keyword = "Token"

@@ -1,0 +1,502 @@
+"""Use cases of sandbox sessions.
+
+Views, consumers, admin and tasks validate input and call these functions;
+the rules live here. The web tier allocates (rows, host choice, caps) and the
+Celery workers do the slow work on lab hosts (create, remove), except where
+the contract asks for it before the answer (DELETE).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from playground.accounts.actions import is_guest
+from playground.errors import (
+    Invalid,
+    LimitReached,
+    NoCapacity,
+    NotFoundError,
+    NotReady,
+    SessionOver,
+)
+from sandboxes.base import DriverError, ExecResult, InstanceSpec, Limits, NotFound
+
+from . import hosts
+from .models import Instance, Session
+
+log = logging.getLogger(__name__)
+
+LIVE_INSTANCE_STATES = (Instance.State.PROVISIONING, Instance.State.RUNNING)
+# Transient lab-host errors while provisioning are retried after these pauses.
+PROVISION_RETRY_DELAYS = (0.5, 1.5, 3.0)
+
+
+# -- catalogue ------------------------------------------------------------------
+
+def images() -> list[dict]:
+    return [{"name": name, "description": spec["description"]} for name, spec in settings.PLAYGROUND_IMAGES.items()]
+
+
+def templates() -> list[dict]:
+    """Ready-made multi-instance setups (they arrive with the Docker image)."""
+    return []
+
+
+def _image_ref(name: str) -> str:
+    try:
+        return settings.PLAYGROUND_IMAGES[name]["ref"]
+    except KeyError:
+        known = ", ".join(sorted(settings.PLAYGROUND_IMAGES))
+        raise Invalid(f"Unknown image {name!r}; choose one of: {known}.") from None
+
+
+def instance_limits() -> Limits:
+    return Limits(
+        memory_bytes=settings.PLAYGROUND_INSTANCE_MEMORY_MB * 1024 * 1024,
+        cpus=settings.PLAYGROUND_INSTANCE_CPUS,
+        pids=settings.PLAYGROUND_INSTANCE_PIDS,
+        log_max_bytes=settings.PLAYGROUND_INSTANCE_LOG_KB * 1024,
+    )
+
+
+# -- lookups with ownership -------------------------------------------------------
+
+def session_of(*, user, session_id: str) -> Session:
+    """The caller's own session; someone else's is as unknown as a missing one."""
+    session = Session.objects.filter(id=session_id, owner=user).first()
+    if session is None:
+        raise NotFoundError("No such session.")
+    return session
+
+
+def instance_of(*, user, session_id: str, instance_id: str) -> Instance:
+    instance = (
+        Instance.objects.select_related("session")
+        .filter(id=instance_id, session_id=session_id, session__owner=user)
+        .first()
+    )
+    if instance is None:
+        raise NotFoundError("No such instance.")
+    return instance
+
+
+def _require_live(session: Session) -> None:
+    if not session.is_live:
+        raise SessionOver(f"This session is over ({session.state}{': ' + session.reason if session.reason else ''}).")
+
+
+# -- allocation -------------------------------------------------------------------
+
+def _choose_host() -> str:
+    """The healthy lab host with the most room, or 503 no_capacity."""
+    load = dict(
+        Instance.objects.filter(state__in=LIVE_INSTANCE_STATES)
+        .values_list("host")
+        .annotate(n=Count("id"))
+        .values_list("host", "n")
+    )
+    candidates = []
+    reasons = []
+    for host in hosts.lab_hosts():
+        health = hosts.health_of(host)
+        if not health.ok:
+            reasons.append(health.error or "unreachable")
+            continue
+        used = load.get(host, 0)
+        if used >= settings.PLAYGROUND_HOST_CAPACITY:
+            reasons.append("full")
+            continue
+        candidates.append((used, host))
+    if not candidates:
+        detail = "; ".join(reasons) or "no lab host configured"
+        raise NoCapacity(f"No lab host can take a sandbox now ({detail}). Try again shortly.")
+    return min(candidates)[1]
+
+
+def _next_number(session: Session) -> int:
+    taken = set(session.instances.values_list("number", flat=True))
+    number = 1
+    while number in taken:
+        number += 1
+    return number
+
+
+def start_session(*, user, image: str | None = None) -> Session:
+    """Allocate a session with one instance; a worker provisions it."""
+    image = image or settings.PLAYGROUND_DEFAULT_IMAGE
+    _image_ref(image)
+    cap = settings.PLAYGROUND_MAX_SESSIONS_GUEST if is_guest(user) else settings.PLAYGROUND_MAX_SESSIONS_USER
+    live = Session.objects.filter(owner=user, state__in=Session.LIVE_STATES).count()
+    if live >= cap:
+        raise LimitReached(f"You already have {live} live session(s), the most allowed; end one first.")
+    host = _choose_host()
+    now = timezone.now()
+    with transaction.atomic():
+        session = Session.objects.create(
+            owner=user,
+            host=host,
+            expires_at=now + timedelta(seconds=settings.PLAYGROUND_SESSION_LIFETIME),
+            last_activity_at=now,
+        )
+        instance = Instance.objects.create(session=session, number=1, hostname="node1", image=image, host=host)
+        transaction.on_commit(lambda: _queue_provision(instance.id))
+    log.info("session %s started for %s on %s", session.id, user, host)
+    return session
+
+
+def add_instance(*, session: Session, image: str | None = None) -> Instance:
+    _require_live(session)
+    image = image or settings.PLAYGROUND_DEFAULT_IMAGE
+    _image_ref(image)
+    with transaction.atomic():
+        live = session.instances.filter(state__in=LIVE_INSTANCE_STATES).count()
+        if live >= settings.PLAYGROUND_MAX_INSTANCES:
+            raise LimitReached(f"This session already has {live} instances, the most allowed.")
+        number = _next_number(session)
+        instance = Instance.objects.create(
+            session=session, number=number, hostname=f"node{number}", image=image, host=session.host
+        )
+        transaction.on_commit(lambda: _queue_provision(instance.id))
+    return instance
+
+
+def _queue_provision(instance_id: str) -> None:
+    from .tasks import provision_instance
+
+    provision_instance.delay(instance_id)
+
+
+# -- provisioning (worker side) -------------------------------------------------------
+
+def _ensure_network(session: Session, *, timeout: float = 30.0) -> dict:
+    """The session's network, created once even when its instances provision
+    at the same time (the engine's duplicate-name check is not atomic)."""
+    lock = f"network-lock:{session.id}"
+    deadline = time.monotonic() + timeout
+    while not session.network_state:
+        if cache.add(lock, 1, timeout=int(timeout)):
+            try:
+                session.refresh_from_db(fields=["network_state"])
+                if not session.network_state:
+                    network = hosts.driver_for(session.host).create_network(
+                        session.network_key, egress=settings.PLAYGROUND_EGRESS
+                    )
+                    Session.objects.filter(id=session.id).update(network_state=network)
+                    session.network_state = network
+            finally:
+                cache.delete(lock)
+            break
+        if time.monotonic() > deadline:
+            raise DriverError("timed out waiting for the session network", permanent=False)
+        time.sleep(0.02)
+        session.refresh_from_db(fields=["network_state"])
+    return session.network_state
+
+
+def provision_instance(*, instance_id: str) -> None:
+    """Create the instance's container; safe to run twice."""
+    instance = Instance.objects.select_related("session").filter(id=instance_id).first()
+    if instance is None or instance.state != Instance.State.PROVISIONING:
+        return
+    session = instance.session
+    if session is not None and not session.is_live:
+        Instance.objects.filter(id=instance.id, state=Instance.State.PROVISIONING).update(
+            state=Instance.State.STOPPED, reason="the session ended before the instance started"
+        )
+        return
+    started = time.perf_counter()
+    hop_ms = (timezone.now() - instance.created_at).total_seconds() * 1000
+    driver = hosts.driver_for(instance.host)
+    created = None
+    for attempt, delay in enumerate((0.0, *PROVISION_RETRY_DELAYS)):
+        time.sleep(delay)
+        try:
+            network = _ensure_network(session) if session is not None else None
+            created = driver.create_instance(
+                InstanceSpec(
+                    instance_id=instance.id,
+                    image=_image_ref(instance.image),
+                    hostname=instance.hostname,
+                    network=network,
+                    limits=instance_limits(),
+                )
+            )
+            break
+        except DriverError as exc:
+            if exc.permanent or attempt == len(PROVISION_RETRY_DELAYS):
+                _fail_instance(instance, f"could not start: {exc.message}")
+                return
+            log.warning("provisioning %s failed (%s); retrying", instance.id, exc.message)
+    log.info("instance %s running: hop_ms=%.1f create_ms=%.1f", instance.id, hop_ms,
+             (time.perf_counter() - started) * 1000)
+    won = Instance.objects.filter(id=instance.id, state=Instance.State.PROVISIONING).update(
+        state=Instance.State.RUNNING, ip=created.ip, driver_state=created.state, running_at=timezone.now()
+    )
+    if not won:
+        # Removed or ended while we were creating it: leave nothing behind.
+        _remove_quietly(instance.host, created.state)
+        return
+    if session is not None:
+        Session.objects.filter(id=session.id, state=Session.State.STARTING).update(state=Session.State.RUNNING)
+        if not Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).exists():
+            # The session ended between our claim and now; its teardown may have missed us.
+            teardown_session(session_id=session.id)
+
+
+def _fail_instance(instance: Instance, reason: str) -> None:
+    Instance.objects.filter(id=instance.id, state__in=LIVE_INSTANCE_STATES).update(
+        state=Instance.State.FAILED, reason=reason[:300]
+    )
+    log.warning("instance %s failed: %s", instance.id, reason)
+    session = instance.session
+    if session is None:
+        return
+    # A session whose every instance failed before it ever ran has failed.
+    if not session.instances.exclude(state=Instance.State.FAILED).exists():
+        Session.objects.filter(id=session.id, state=Session.State.STARTING).update(
+            state=Session.State.FAILED, ended_at=timezone.now(), reason=reason[:200]
+        )
+
+
+def _remove_quietly(host: str, state: dict | None) -> bool:
+    if not state:
+        return True
+    try:
+        hosts.driver_for(host).remove_instance(state)
+        return True
+    except DriverError as exc:
+        log.warning("could not remove an instance on %s (%s); the reconciler will", host, exc.message)
+        return False
+
+
+# -- removal and the end of sessions ------------------------------------------------------
+
+def remove_instance(*, instance: Instance) -> None:
+    """Remove one instance now; its row goes too, freeing its number."""
+    _require_live(instance.session)
+    # Claim it so a worker still creating it removes what it made.
+    Instance.objects.filter(id=instance.id).update(state=Instance.State.STOPPED, reason="removed")
+    instance.refresh_from_db()
+    if not _remove_quietly(instance.host, instance.driver_state):
+        # Keep the row (stopped) so nothing points at a container the engine may
+        # still hold; the reconciler removes it when the host answers.
+        return
+    instance.delete()
+
+
+def end_session(*, session: Session, reason: str = "ended by its owner") -> None:
+    """End a live session; its containers and network are gone on return."""
+    claimed = Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).update(
+        state=Session.State.ENDED, ended_at=timezone.now(), reason=reason
+    )
+    if not claimed:
+        session.refresh_from_db()
+        _require_live(session)
+    teardown_session(session_id=session.id)
+    log.info("session %s ended: %s", session.id, reason)
+
+
+def teardown_session(*, session_id: str) -> None:
+    """Remove every container and the network of a session that is over. Idempotent."""
+    session = Session.objects.filter(id=session_id).first()
+    if session is None or session.is_live:
+        return
+    for instance in list(session.instances.filter(state__in=LIVE_INSTANCE_STATES)):
+        Instance.objects.filter(id=instance.id).update(state=Instance.State.STOPPED, reason=f"session {session.state}")
+        instance.refresh_from_db(fields=["driver_state"])
+        _remove_quietly(instance.host, instance.driver_state)
+    if session.network_state:
+        try:
+            hosts.driver_for(session.host).remove_network(session.network_state)
+        except DriverError as exc:
+            log.warning("could not remove the network of %s (%s); the reconciler will", session.id, exc.message)
+
+
+def extend_session(*, session: Session) -> Session:
+    _require_live(session)
+    extended = Session.objects.filter(
+        id=session.id, state__in=Session.LIVE_STATES, extensions__lt=settings.PLAYGROUND_MAX_EXTENSIONS
+    ).update(
+        extensions=F("extensions") + 1,
+        expires_at=F("expires_at") + timedelta(seconds=settings.PLAYGROUND_EXTENSION),
+    )
+    session.refresh_from_db()
+    if not extended:
+        _require_live(session)
+        raise LimitReached(f"This session was already extended {session.extensions} time(s), the most allowed.")
+    return session
+
+
+def expire_due_sessions() -> list[str]:
+    """Claim sessions past their lifetime or idle too long; queue their teardown."""
+    now = timezone.now()
+    idle_since = now - timedelta(seconds=settings.PLAYGROUND_IDLE_TIMEOUT)
+    due = Session.objects.filter(state__in=Session.LIVE_STATES).filter(
+        Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_since)
+    )
+    expired = []
+    for session in due:
+        if session.expires_at <= now:
+            reason = "its lifetime ran out"
+        else:
+            reason = f"no activity for {settings.PLAYGROUND_IDLE_TIMEOUT // 60} min"
+        claimed = Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).update(
+            state=Session.State.EXPIRED, ended_at=now, reason=reason
+        )
+        if claimed:
+            expired.append(session.id)
+            transaction.on_commit(lambda sid=session.id: _queue_teardown(sid))
+            log.info("session %s expired: %s", session.id, reason)
+    return expired
+
+
+def _queue_teardown(session_id: str) -> None:
+    from .tasks import teardown_session as task
+
+    task.delay(session_id)
+
+
+# -- activity ----------------------------------------------------------------------------
+
+def note_activity(*, session_id: str) -> None:
+    """Count activity for the idle timeout without a database write each time."""
+    flush_key = f"activity-flushed:{session_id}"
+    if cache.add(flush_key, 1, timeout=max(1, int(settings.PLAYGROUND_ACTIVITY_FLUSH_SECONDS))):
+        Session.objects.filter(id=session_id, state__in=Session.LIVE_STATES).update(last_activity_at=timezone.now())
+
+
+# -- working in an instance ------------------------------------------------------------------
+
+def _wait_running(instance: Instance, *, deadline: float) -> Instance:
+    """Wait until a provisioning instance runs, up to ``deadline`` (monotonic)."""
+    pause = 0.01
+    while True:
+        _require_live(instance.session)
+        if instance.state == Instance.State.RUNNING:
+            return instance
+        if instance.state != Instance.State.PROVISIONING:
+            detail = f": {instance.reason}" if instance.reason else ""
+            raise NotReady(f"{instance.hostname} is {instance.state}{detail}.")
+        if time.monotonic() >= deadline:
+            raise NotReady(f"{instance.hostname} did not start in time; try again.")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+        instance.refresh_from_db(fields=["state", "ip", "driver_state", "reason"])
+        instance.session.refresh_from_db(fields=["state", "reason"])
+
+
+def _driver_call(instance: Instance, call):
+    try:
+        return call(hosts.driver_for(instance.host), instance.driver_state)
+    except NotFound:
+        _fail_instance(instance, "its container vanished from the lab host")
+        raise NotReady(f"{instance.hostname} is gone from its lab host.") from None
+
+
+def exec_command(*, instance: Instance, command: str, timeout: float) -> ExecResult:
+    deadline = time.monotonic() + timeout
+    instance = _wait_running(instance, deadline=deadline)
+    note_activity(session_id=instance.session_id)
+    remaining = max(0.1, deadline - time.monotonic())
+    return _driver_call(instance, lambda d, s: d.exec(s, command, timeout=remaining))
+
+
+def _check_path(path: str | None) -> str:
+    if not path or not path.startswith("/") or "\x00" in path or path.endswith("/"):
+        raise Invalid("path must be an absolute file path, e.g. ?path=/root/notes.txt")
+    return path
+
+
+def put_file(*, instance: Instance, path: str | None, data: bytes, timeout: float = 30.0) -> int:
+    path = _check_path(path)
+    instance = _wait_running(instance, deadline=time.monotonic() + timeout)
+    note_activity(session_id=instance.session_id)
+    _driver_call(instance, lambda d, s: d.put_file(s, path, data))
+    return len(data)
+
+
+def get_file(*, instance: Instance, path: str | None, timeout: float = 30.0) -> bytes:
+    path = _check_path(path)
+    instance = _wait_running(instance, deadline=time.monotonic() + timeout)
+    driver = hosts.driver_for(instance.host)
+    try:
+        return driver.get_file(instance.driver_state, path)
+    except NotFound:
+        if driver.inspect(instance.driver_state).state == "missing":
+            _fail_instance(instance, "its container vanished from the lab host")
+            raise NotReady(f"{instance.hostname} is gone from its lab host.") from None
+        raise NotFoundError(f"No file at {path}.") from None
+
+
+# -- lab hosts: health and reconciliation --------------------------------------------------
+
+def check_hosts() -> dict[str, bool]:
+    """Refresh the view of every host; fail instances of a host silent too long."""
+    result = {}
+    for host in hosts.lab_hosts():
+        health = hosts.probe(host)
+        result[host] = health.ok
+        down_key = f"host-down-since:{settings.PLAYGROUND_DEPLOYMENT}:{host}"
+        if health.ok:
+            cache.delete(down_key)
+            continue
+        cache.add(down_key, health.checked_at, timeout=None)
+        down_since = cache.get(down_key, health.checked_at)
+        if health.checked_at - down_since >= settings.PLAYGROUND_HOST_DOWN_GRACE:
+            fail_instances_on_host(host=host, reason=f"its lab host stopped answering ({health.error})")
+    return result
+
+
+def fail_instances_on_host(*, host: str, reason: str) -> int:
+    doomed = list(Instance.objects.select_related("session").filter(host=host, state__in=LIVE_INSTANCE_STATES))
+    for instance in doomed:
+        _fail_instance(instance, reason)
+    return len(doomed)
+
+
+def reconcile_host(*, host: str) -> dict[str, int]:
+    """Remove this deployment's objects that no live row owns; fail instances
+    whose container vanished."""
+    listed_at = timezone.now()
+    objects = hosts.driver_for(host).list_objects()
+    live_instances = set(
+        Instance.objects.filter(host=host, state__in=LIVE_INSTANCE_STATES)
+        .filter(Q(session__isnull=True) | Q(session__state__in=Session.LIVE_STATES))
+        .values_list("id", flat=True)
+    )
+    live_networks = set(
+        Session.objects.filter(host=host, state__in=Session.LIVE_STATES).values_list("id", flat=True)
+    )
+    removed = 0
+    present = set()
+    driver = hosts.driver_for(host)
+    # Containers first: a network cannot go while something is attached to it.
+    for obj in sorted(objects, key=lambda o: o.kind == "network"):
+        if obj.kind == "network":
+            owned = obj.network_key in live_networks
+        else:
+            owned = obj.instance_id in live_instances
+            if obj.kind == "container" and owned:
+                present.add(obj.instance_id)
+        if not owned:
+            log.info("reconciler: removing orphan %s %s on %s", obj.kind, obj.name, host)
+            try:
+                driver.remove_object(obj)
+                removed += 1
+            except DriverError as exc:
+                log.warning("reconciler: could not remove %s (%s)", obj.name, exc.message)
+    vanished = 0
+    for instance in Instance.objects.select_related("session").filter(
+        host=host, state=Instance.State.RUNNING, running_at__lt=listed_at
+    ):
+        if instance.id not in present:
+            _fail_instance(instance, "its container vanished from the lab host")
+            vanished += 1
+    return {"removed": removed, "vanished": vanished}

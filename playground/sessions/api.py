@@ -1,0 +1,271 @@
+"""The JSON API of sessions and instances (API.md). Views validate and call actions."""
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, authentication_classes, parser_classes, permission_classes, throttle_classes
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+
+from playground.accounts.actions import is_guest
+from playground.errors import Invalid
+
+from . import actions
+from .models import Instance, Session
+
+# -- serializers ------------------------------------------------------------------------
+
+
+class PortSerializer(serializers.Serializer):
+    port = serializers.IntegerField()
+    url = serializers.CharField()
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    terminal = serializers.CharField(source="terminal_path", read_only=True)
+    ports = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Instance
+        fields = ["id", "hostname", "ip", "image", "state", "terminal", "ports", "reason"]
+
+    def get_ports(self, instance: Instance) -> list[dict]:
+        return []
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    instances = serializers.SerializerMethodField()
+    lab = serializers.SerializerMethodField()
+    classroom = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Session
+        fields = ["id", "state", "created_at", "expires_at", "lab", "classroom", "instances", "reason", "extensions"]
+
+    @extend_schema(responses=InstanceSerializer(many=True))
+    def get_instances(self, session: Session) -> list[dict]:
+        return InstanceSerializer(session.instances.all(), many=True).data
+
+    def get_lab(self, session: Session) -> str | None:
+        return None
+
+    def get_classroom(self, session: Session) -> str | None:
+        return None
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a typo is an error, not a silent default."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["the body must be a JSON object"]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: "unknown field" for name in unknown})
+        return super().to_internal_value(data)
+
+
+class SessionCreateSerializer(StrictSerializer):
+    image = serializers.CharField(required=False, max_length=64)
+    template = serializers.CharField(required=False, max_length=64)
+    lab = serializers.CharField(required=False, max_length=100)
+    join_code = serializers.CharField(required=False, max_length=64)
+
+
+class InstanceCreateSerializer(StrictSerializer):
+    image = serializers.CharField(required=False, max_length=64)
+
+
+class ExecSerializer(StrictSerializer):
+    command = serializers.CharField(max_length=64 * 1024, trim_whitespace=False)
+    timeout = serializers.FloatField(required=False, min_value=0.1, default=30.0)
+
+    def validate_timeout(self, value: float) -> float:
+        if value > settings.PLAYGROUND_EXEC_MAX_TIMEOUT:
+            raise serializers.ValidationError(f"at most {settings.PLAYGROUND_EXEC_MAX_TIMEOUT} s")
+        return value
+
+
+def _body(serializer_class, request: Request) -> dict:
+    # An empty body is an empty object: every field of these bodies is optional.
+    data = request.data if request.data not in (None, "") else {}
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# -- throttles -------------------------------------------------------------------------------
+
+
+class SessionCreateThrottle(SimpleRateThrottle):
+    """Session creation per user, harder for guests."""
+
+    def get_rate(self):  # the scope depends on the caller, so the rate is looked up late
+        return None
+
+    def allow_request(self, request, view) -> bool:
+        self.scope = "session_create_guest" if is_guest(request.user) else "session_create_user"
+        self.rate = self.THROTTLE_RATES[self.scope]
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+# -- views ------------------------------------------------------------------------------------
+
+ERRORS = {code: OpenApiResponse(description=text) for code, text in {
+    400: "invalid", 401: "unauthenticated", 404: "not_found", 409: "limit_reached / not_ready",
+    410: "session_over", 429: "rate_limited", 503: "no_capacity",
+}.items()}
+
+
+def _session_json(session: Session) -> dict:
+    return SessionSerializer(session).data
+
+
+@extend_schema(methods=["GET"], responses={200: SessionSerializer(many=True), **ERRORS})
+@extend_schema(methods=["POST"], request=SessionCreateSerializer, responses={201: SessionSerializer, **ERRORS})
+@api_view(["GET", "POST"])
+def sessions(request: Request) -> Response:
+    if request.method == "GET":
+        mine = Session.objects.filter(owner=request.user).prefetch_related("instances")
+        return Response([_session_json(s) for s in mine])
+    throttle = SessionCreateThrottle()
+    if not throttle.allow_request(request, None):
+        from rest_framework.exceptions import Throttled
+
+        raise Throttled(wait=throttle.wait())
+    body = _body(SessionCreateSerializer, request)
+    for field in ("template", "lab", "join_code"):
+        if body.get(field):
+            raise Invalid(f"{field} {body[field]!r} is not known here.")
+    session = actions.start_session(user=request.user, image=body.get("image"))
+    return Response(_session_json(session), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(methods=["GET"], responses={200: SessionSerializer, **ERRORS})
+@extend_schema(methods=["DELETE"], responses={204: None, **ERRORS})
+@api_view(["GET", "DELETE"])
+def session_detail(request: Request, sid: str) -> Response:
+    session = actions.session_of(user=request.user, session_id=sid)
+    if request.method == "DELETE":
+        actions.end_session(session=session)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(_session_json(session))
+
+
+@extend_schema(request=None, responses={200: SessionSerializer, **ERRORS})
+@api_view(["POST"])
+def session_extend(request: Request, sid: str) -> Response:
+    session = actions.session_of(user=request.user, session_id=sid)
+    return Response(_session_json(actions.extend_session(session=session)))
+
+
+@extend_schema(request=InstanceCreateSerializer, responses={201: InstanceSerializer, **ERRORS})
+@api_view(["POST"])
+def instances(request: Request, sid: str) -> Response:
+    session = actions.session_of(user=request.user, session_id=sid)
+    body = _body(InstanceCreateSerializer, request)
+    instance = actions.add_instance(session=session, image=body.get("image"))
+    return Response(InstanceSerializer(instance).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(responses={204: None, **ERRORS})
+@api_view(["DELETE"])
+def instance_detail(request: Request, sid: str, iid: str) -> Response:
+    instance = actions.instance_of(user=request.user, session_id=sid, instance_id=iid)
+    actions.remove_instance(instance=instance)
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(
+    request=ExecSerializer,
+    responses={200: inline_serializer("ExecResult", {"exit_code": serializers.IntegerField(), "output": serializers.CharField()}), **ERRORS},
+)
+@api_view(["POST"])
+def instance_exec(request: Request, sid: str, iid: str) -> Response:
+    instance = actions.instance_of(user=request.user, session_id=sid, instance_id=iid)
+    body = _body(ExecSerializer, request)
+    result = actions.exec_command(instance=instance, command=body["command"], timeout=body["timeout"])
+    return Response({"exit_code": result.exit_code, "output": result.output.decode("utf-8", "replace")})
+
+
+class RawBodyParser(BaseParser):
+    """Hands the view the request stream; the view reads it with a size cap."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+def _read_capped(request: Request) -> bytes:
+    limit = settings.PLAYGROUND_MAX_FILE_BYTES
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Invalid(f"The file is larger than the limit of {limit} bytes.")
+    # Django's HttpRequest.read() streams the body without the form-data cap.
+    raw = request._request
+    chunks, size = [], 0
+    while chunk := raw.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise Invalid(f"The file is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+PATH_PARAM = OpenApiParameter("path", str, required=True, description="absolute path in the instance")
+
+
+@extend_schema(
+    methods=["PUT"], parameters=[PATH_PARAM],
+    request={"application/octet-stream": bytes},
+    responses={201: inline_serializer("FileWritten", {"path": serializers.CharField(), "size": serializers.IntegerField()}), **ERRORS},
+)
+@extend_schema(methods=["GET"], parameters=[PATH_PARAM], responses={(200, "application/octet-stream"): bytes, **ERRORS})
+@api_view(["GET", "PUT"])
+@parser_classes([RawBodyParser])
+def instance_files(request: Request, sid: str, iid: str):
+    from django.http import HttpResponse
+
+    instance = actions.instance_of(user=request.user, session_id=sid, instance_id=iid)
+    path = request.query_params.get("path")
+    if request.method == "PUT":
+        data = _read_capped(request)
+        size = actions.put_file(instance=instance, path=path, data=data)
+        return Response({"path": path, "size": size}, status=status.HTTP_201_CREATED)
+    data = actions.get_file(instance=instance, path=path)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{path.rsplit("/", 1)[-1]}"'
+    return response
+
+
+@extend_schema(responses=inline_serializer("Image", {"name": serializers.CharField(), "description": serializers.CharField()}, many=True))
+@api_view(["GET"])
+def images(request: Request) -> Response:
+    return Response(actions.images())
+
+
+@extend_schema(responses=inline_serializer("Template", {"name": serializers.CharField(), "description": serializers.CharField(), "instances": serializers.IntegerField()}, many=True))
+@api_view(["GET"])
+def templates(request: Request) -> Response:
+    return Response(actions.templates())
+
+
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+@authentication_classes([])
+@throttle_classes([])
+def healthz(request: Request) -> Response:
+    from playground.health import report
+
+    body, healthy = report()
+    return Response(body, status=200 if healthy else 503)

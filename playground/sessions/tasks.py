@@ -1,0 +1,43 @@
+"""Celery tasks: thin, take ids, safe to run twice; the rules are in actions."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from sandboxes.base import DriverError
+
+from . import actions, hosts
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def provision_instance(instance_id: str) -> None:
+    actions.provision_instance(instance_id=instance_id)
+
+
+@shared_task(ignore_result=True)
+def teardown_session(session_id: str) -> None:
+    actions.teardown_session(session_id=session_id)
+
+
+@shared_task(ignore_result=True, expires=30)
+def sweep_sessions() -> list[str]:
+    return actions.expire_due_sessions()
+
+
+@shared_task(ignore_result=True, expires=30)
+def check_hosts() -> dict[str, bool]:
+    return actions.check_hosts()
+
+
+@shared_task(ignore_result=True, expires=120)
+def reconcile_hosts() -> dict[str, dict]:
+    report = {}
+    for host in hosts.lab_hosts():
+        try:
+            report[host] = actions.reconcile_host(host=host)
+        except DriverError as exc:
+            log.warning("reconciler: %s did not answer (%s)", host, exc.message)
+    return report

@@ -1,0 +1,289 @@
+"""One settings module, read from the environment.
+
+Every setting has a safe local default so ``make up`` needs no configuration;
+the README lists them all. Secrets may come from ``<NAME>_FILE``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    """A string from the environment, or from the file named by ``<name>_FILE``."""
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        return Path(file_path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} is below its minimum {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} is below its minimum {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+STATE_DIR = Path(env("PLAYGROUND_STATE_DIR", "/var/lib/playground"))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _local_secret_key() -> str:
+    """A key made once per state directory, so the quick start needs none."""
+    path = STATE_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key
+
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", "") or _local_secret_key()
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "channels",
+    "playground.accounts",
+    "playground.sessions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "playground.urls"
+ASGI_APPLICATION = "playground.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite locally: Daphne and the Celery processes write at once, so WAL mode,
+# a busy timeout and IMMEDIATE transactions (no lock upgrade deadlocks).
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{STATE_DIR / 'db.sqlite3'}"), conn_max_age=0
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6399/0")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "pg",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "pg-channels"},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(STATE_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGIN_REDIRECT_URL = "/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve from the finders when collectstatic has not run (tests, development).
+WHITENOISE_USE_FINDERS = True
+
+# Request bodies (files uploads go through the files endpoint, which reads the
+# raw body itself and enforces PLAYGROUND_MAX_FILE_BYTES).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # The token decides when both a token and a cookie come.
+        "playground.accounts.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "playground.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "session_create_user": env("PLAYGROUND_SESSION_RATE_USER", "10/min"),
+        "session_create_guest": env("PLAYGROUND_SESSION_RATE_GUEST", "3/min"),
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Container playground API",
+    "DESCRIPTION": "Sessions of sandbox instances on lab hosts. See API.md for the contract.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# -- Celery -----------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TIMEZONE = "UTC"
+
+# -- The playground -----------------------------------------------------------
+# One id per installation: the value of the playground.deployment label on
+# every engine object, so installations sharing an engine never touch each
+# other's objects.
+PLAYGROUND_DEPLOYMENT = env("PLAYGROUND_DEPLOYMENT", "local")
+PLAYGROUND_DRIVER = env("PLAYGROUND_DRIVER", "sandboxes.docker.DockerDriver")
+PLAYGROUND_LAB_HOSTS = env_list("PLAYGROUND_LAB_HOSTS", ["unix:///run/playground/docker.sock"])
+# Instances one lab host may run at once (pooled ones included).
+PLAYGROUND_HOST_CAPACITY = env_int("PLAYGROUND_HOST_CAPACITY", 100, minimum=1)
+PLAYGROUND_ALLOW_GUESTS = env_bool("PLAYGROUND_ALLOW_GUESTS", True)
+
+# Images a session may use: API name -> engine reference and description.
+PLAYGROUND_IMAGES = {
+    "shell": {
+        "ref": env("PLAYGROUND_IMAGE_SHELL", "playground-shell:latest"),
+        "description": "Debian 12 with bash, curl, git, vim, nano, python3 and network tools.",
+    },
+}
+PLAYGROUND_DEFAULT_IMAGE = env("PLAYGROUND_DEFAULT_IMAGE", "shell")
+
+PLAYGROUND_SESSION_LIFETIME = env_int("PLAYGROUND_SESSION_LIFETIME", 4 * 3600, minimum=60)
+PLAYGROUND_IDLE_TIMEOUT = env_int("PLAYGROUND_IDLE_TIMEOUT", 30 * 60, minimum=10)
+PLAYGROUND_EXTENSION = env_int("PLAYGROUND_EXTENSION", 3600, minimum=60)
+PLAYGROUND_MAX_EXTENSIONS = env_int("PLAYGROUND_MAX_EXTENSIONS", 2)
+PLAYGROUND_MAX_INSTANCES = env_int("PLAYGROUND_MAX_INSTANCES", 5, minimum=1)
+PLAYGROUND_MAX_SESSIONS_USER = env_int("PLAYGROUND_MAX_SESSIONS_USER", 2, minimum=1)
+PLAYGROUND_MAX_SESSIONS_GUEST = env_int("PLAYGROUND_MAX_SESSIONS_GUEST", 1, minimum=1)
+
+PLAYGROUND_INSTANCE_MEMORY_MB = env_int("PLAYGROUND_INSTANCE_MEMORY_MB", 512, minimum=16)
+PLAYGROUND_INSTANCE_CPUS = env_float("PLAYGROUND_INSTANCE_CPUS", 1.0, minimum=0.01)
+PLAYGROUND_INSTANCE_PIDS = env_int("PLAYGROUND_INSTANCE_PIDS", 512, minimum=16)
+PLAYGROUND_INSTANCE_LOG_KB = env_int("PLAYGROUND_INSTANCE_LOG_KB", 1024, minimum=64)
+# Whether instances may reach beyond their session network.
+PLAYGROUND_EGRESS = env_bool("PLAYGROUND_EGRESS", False)
+
+PLAYGROUND_MAX_FILE_BYTES = env_int("PLAYGROUND_MAX_FILE_BYTES", 64 * 1024 * 1024, minimum=1024)
+PLAYGROUND_EXEC_MAX_TIMEOUT = env_int("PLAYGROUND_EXEC_MAX_TIMEOUT", 600, minimum=1)
+
+# Jobs: how often beat sweeps due sessions, reconciles lab hosts and checks
+# their health; how long a host may be silent before its instances fail.
+PLAYGROUND_SWEEP_SECONDS = env_float("PLAYGROUND_SWEEP_SECONDS", 5.0, minimum=0.5)
+PLAYGROUND_RECONCILE_SECONDS = env_float("PLAYGROUND_RECONCILE_SECONDS", 30.0, minimum=1.0)
+PLAYGROUND_HEALTH_SECONDS = env_float("PLAYGROUND_HEALTH_SECONDS", 3.0, minimum=0.5)
+PLAYGROUND_HOST_DOWN_GRACE = env_float("PLAYGROUND_HOST_DOWN_GRACE", 30.0, minimum=0.0)
+# Activity (exec, terminal input) is noted in the cache and written to the
+# database at most this often per session.
+PLAYGROUND_ACTIVITY_FLUSH_SECONDS = env_float("PLAYGROUND_ACTIVITY_FLUSH_SECONDS", 5.0, minimum=0.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("PLAYGROUND_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+CSRF_FAILURE_VIEW = "playground.errors.csrf_failure"

@@ -1,0 +1,276 @@
+"""The lab-host driver contract.
+
+A driver runs sandbox instances on one lab host. It knows containers,
+networks, terminals and labels; it knows nothing of users, labs or Django.
+
+State
+-----
+Every object a driver creates is described by a small JSON-serialisable dict
+(``state``) that the caller stores and hands back unchanged. Callers never look
+inside it (habit 2 of STYLE.md).
+
+Labels
+------
+Every container, network and volume a driver creates carries:
+
+* ``playground.deployment``: the installation it belongs to, so two
+  installations sharing an engine (``make up`` and ``make test``) never touch
+  each other's objects;
+* ``playground.kind``: ``instance``, ``network`` or ``volume``;
+* ``playground.instance`` on instance containers and volumes: the opaque id of
+  the Instance row that owns it;
+* ``playground.network`` on networks: the opaque network key the caller chose.
+
+The session an instance belongs to is *not* a label: it lives in the database,
+so a pre-created instance can be handed to a session later
+(``connect_instance``).
+
+Instance life cycle
+-------------------
+``create_instance`` returns once the container runs (or raises).
+``inspect`` reports ``running``, ``stopped`` (exited, with ``exit_code`` and a
+``reason`` such as ``OOMKilled``) or ``missing`` (no such object on the engine).
+``remove_instance`` and ``remove_network`` are idempotent: removing what is
+already gone succeeds.
+
+Errors
+------
+``DriverError(message, permanent=...)``: ``permanent=True`` means a retry
+cannot help (unknown image, bad argument); ``False`` means it may (engine
+unreachable, timeout). ``OutOfCapacity`` is a transient ``DriverError`` raised
+when the host cannot take another instance. ``NotFound`` is raised by calls on
+an object that no longer exists.
+
+Blocking
+--------
+Every method blocks (it may do network I/O). Callers on an event loop run them
+in a thread pool.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+LABEL_DEPLOYMENT = "playground.deployment"
+LABEL_KIND = "playground.kind"
+LABEL_INSTANCE = "playground.instance"
+LABEL_NETWORK = "playground.network"
+
+ObjectKind = Literal["container", "network", "volume"]
+InstanceState = Literal["running", "stopped", "missing"]
+
+
+class DriverError(Exception):
+    """A lab-host operation failed. ``permanent`` says whether a retry can help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class OutOfCapacity(DriverError):
+    """The lab host cannot take another instance now (HTTP 503 ``no_capacity``)."""
+
+    def __init__(self, message: str = "the lab host is full") -> None:
+        super().__init__(message, permanent=False)
+
+
+class NotFound(DriverError):
+    """The object the call names no longer exists on the lab host."""
+
+    def __init__(self, message: str = "no such object") -> None:
+        super().__init__(message, permanent=True)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to every instance."""
+
+    memory_bytes: int = 512 * 1024 * 1024
+    cpus: float = 1.0
+    pids: int = 512
+    # The engine's output log backs the terminal replay; cap it so a flood
+    # cannot fill the disk.
+    log_max_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    instance_id: str
+    """Opaque id of the owning Instance row; goes into ``playground.instance``."""
+    image: str
+    """Engine image reference, e.g. ``playground-shell:latest``."""
+    hostname: str
+    network: dict | None
+    """State returned by ``create_network``, or None for a pooled instance that
+    joins a network later through ``connect_instance``."""
+    limits: Limits = field(default_factory=Limits)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Created:
+    state: dict
+    """Opaque driver state of the new instance."""
+    ip: str | None
+    """Address on its session network (None while it has none)."""
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    state: InstanceState
+    ip: str | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    """Human-readable cause when not running (``OOMKilled``, ``exited``...)."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    """The command's exit code; 124 when it ran past its timeout."""
+    output: bytes
+    """stdout and stderr interleaved, at most ``Driver.exec_output_limit`` bytes."""
+
+
+@dataclass(frozen=True)
+class LabelledObject:
+    kind: ObjectKind
+    id: str
+    name: str
+    labels: dict[str, str]
+
+    @property
+    def instance_id(self) -> str | None:
+        return self.labels.get(LABEL_INSTANCE)
+
+    @property
+    def network_key(self) -> str | None:
+        return self.labels.get(LABEL_NETWORK)
+
+
+class TerminalStream(Protocol):
+    """A raw, bidirectional byte stream to an instance's TTY (no framing)."""
+
+    def fileno(self) -> int: ...
+
+    def recv(self, size: int) -> bytes:
+        """Up to ``size`` bytes of output; ``b""`` when the terminal closed."""
+        ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Driver:
+    """One lab host. Subclasses implement every method below.
+
+    ``url`` names the host (for Docker: ``unix:///run/...sock`` or
+    ``tcp://host:2376``); ``deployment`` is the value of the
+    ``playground.deployment`` label this driver writes and the only one it
+    lists or removes.
+    """
+
+    exec_output_limit = 1024 * 1024
+    file_size_limit = 64 * 1024 * 1024
+
+    def __init__(self, *, url: str, deployment: str, **options: object) -> None:
+        self.url = url
+        self.deployment = deployment
+        self.options = options
+
+    # -- the host -----------------------------------------------------------
+    def ping(self) -> None:
+        """Return if the host answers; raise a transient ``DriverError`` if not."""
+        raise NotImplementedError
+
+    # -- networks -----------------------------------------------------------
+    def create_network(self, key: str, *, egress: bool = False) -> dict:
+        """Create (or find) the private network named by ``key``; return its state.
+
+        Idempotent: a second call with the same key returns the same network.
+        With ``egress=False`` instances on it reach each other only.
+        """
+        raise NotImplementedError
+
+    def remove_network(self, network: dict) -> None:
+        """Remove a network; disconnects nothing (remove instances first). Idempotent."""
+        raise NotImplementedError
+
+    # -- instances ----------------------------------------------------------
+    def create_instance(self, spec: InstanceSpec) -> Created:
+        """Create and start an instance; return once it runs.
+
+        On the network its hostname is an alias, so instances of one network
+        reach each other by name. Raises ``DriverError(permanent=True)`` for an
+        unknown image.
+        """
+        raise NotImplementedError
+
+    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+        """Join a (pooled) instance to a network under ``hostname``; return new state and ip."""
+        raise NotImplementedError
+
+    def remove_instance(self, state: dict) -> None:
+        """Kill and remove the instance and its volumes. Idempotent."""
+        raise NotImplementedError
+
+    def inspect(self, state: dict) -> InstanceStatus:
+        raise NotImplementedError
+
+    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+        """Run ``sh -c command`` as root in the instance and wait for it.
+
+        Past ``timeout`` seconds, returns exit code 124 with the output so far.
+        Raises ``NotFound`` if the instance is gone, ``DriverError`` if it is
+        not running.
+        """
+        raise NotImplementedError
+
+    def put_file(self, state: dict, path: str, data: bytes) -> None:
+        """Write ``data`` to absolute ``path``, creating parent directories."""
+        raise NotImplementedError
+
+    def get_file(self, state: dict, path: str) -> bytes:
+        """Read the regular file at absolute ``path``.
+
+        Raises ``NotFound`` if there is no such file, ``DriverError(permanent=True)``
+        if it is not a regular file or exceeds ``file_size_limit``.
+        """
+        raise NotImplementedError
+
+    # -- the terminal -------------------------------------------------------
+    def attach(self, state: dict) -> TerminalStream:
+        """Attach to the instance's own TTY: input goes to its shell, output
+        comes live (no replay). Many attachments to one instance share the TTY."""
+        raise NotImplementedError
+
+    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+        raise NotImplementedError
+
+    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` (at most) of the TTY's output, for replay."""
+        raise NotImplementedError
+
+    # -- housekeeping -------------------------------------------------------
+    def list_objects(self) -> list[LabelledObject]:
+        """Every container, network and volume labelled with this deployment."""
+        raise NotImplementedError
+
+    def remove_object(self, obj: LabelledObject) -> None:
+        """Remove one listed object (forcefully). Idempotent."""
+        raise NotImplementedError
+
+
+def load_driver(path: str, **kwargs: object) -> Driver:
+    """Import the driver class at dotted ``path`` and build it with ``kwargs``."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"driver path {path!r} is not a dotted path")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Driver)):
+        raise ImportError(f"{path!r} is not a sandboxes.base.Driver")
+    return cls(**kwargs)

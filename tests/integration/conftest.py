@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import docker
+import pytest
+
+from tests.stack import ENGINE, Stack, wait_for
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.APIClient:
+    """A raw client of the lab-host engine, to look behind the playground's back."""
+    client = docker.APIClient(base_url=ENGINE, version="1.41", timeout=30)
+    client.ping()
+    return client
+
+
+def labelled(engine: docker.APIClient, deployment: str) -> dict[str, list]:
+    selector = {"label": f"playground.deployment={deployment}"}
+    return {
+        "containers": engine.containers(all=True, filters=selector),
+        "networks": engine.networks(filters=selector),
+        "volumes": (engine.volumes(filters=selector) or {}).get("Volumes") or [],
+    }
+
+
+def nothing_left(engine: docker.APIClient, deployment: str) -> bool:
+    return not any(labelled(engine, deployment).values())
+
+
+def _purge(engine: docker.APIClient, deployment: str) -> None:
+    objects = labelled(engine, deployment)
+    for c in objects["containers"]:
+        engine.remove_container(c["Id"], force=True, v=True)
+    for n in objects["networks"]:
+        engine.remove_network(n["Id"])
+    for v in objects["volumes"]:
+        engine.remove_volume(v["Name"], force=True)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, engine):
+    """The playground, running for real, shared by the integration tests."""
+    running = Stack(tmp_path_factory.mktemp("stack"), redis_db=11).start()
+    yield running
+    try:
+        end_every_session(running)
+        wait_for(lambda: nothing_left(engine, running.deployment), timeout=30,
+                 what="no labelled container, network or volume to remain after every session ended")
+    finally:
+        running.stop()
+        _purge(engine, running.deployment)
+
+
+def end_every_session(stack) -> None:
+    for username in list(stack.tokens):
+        client = stack.client(username)
+        for body in client.get(f"{stack.url}/api/sessions/", timeout=10).json():
+            if body["state"] in {"starting", "running"}:
+                client.delete(f"{stack.url}/api/sessions/{body['id']}/", timeout=60)
+
+
+@pytest.fixture
+def alice(stack):
+    return stack.client("alice")
+
+
+@pytest.fixture
+def bob(stack):
+    return stack.client("bob")
+
+
+@pytest.fixture
+def new_session(stack):
+    """Start sessions for a client and end them after the test."""
+    made: list[tuple] = []
+
+    def start(client, **body):
+        response = client.post(stack.url + "/api/sessions/", json=body, timeout=30)
+        assert response.status_code == 201, response.text
+        made.append((client, response.json()["id"]))
+        return response.json()
+
+    yield start
+    for client, sid in made:
+        client.delete(f"{stack.url}/api/sessions/{sid}/", timeout=60)
+
+
+def wait_instance(stack, client, sid: str, iid: str, state: str, *, timeout: float = 30) -> dict:
+    def current():
+        body = client.get(f"{stack.url}/api/sessions/{sid}/", timeout=10).json()
+        found = [i for i in body["instances"] if i["id"] == iid]
+        return found[0] if found and found[0]["state"] == state else None
+
+    return wait_for(current, timeout=timeout, what=f"instance {iid} to be {state}")
