@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The project-owned Docker Engine (the local lab host).
+#
+#   scripts/engine.sh start    start it, or adopt one that already answers
+#   scripts/engine.sh stop     stop it, if the pidfile names our dockerd
+#   scripts/engine.sh status   exit 0 when the socket answers, 3 when not
+#
+# A dockerd of its own (socket, data root, exec root, pidfile, no default
+# bridge) so it never touches a system Docker. User namespaces are remapped:
+# root in a sandbox is uid 100000+ on the host, which is what lets Docker run
+# inside an instance without --privileged (see DESIGN.md). dockerd creates the
+# `dockremap` user and its /etc/subuid, /etc/subgid ranges itself on first start.
+# iptables stays on: it isolates the session networks from each other.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+DOCKERD=/usr/sbin/dockerd
+START_TIMEOUT=30
+
+# shellcheck disable=SC2054  # the commas belong to --default-address-pool
+engine_args=(
+    --host "unix://$ENGINE_SOCKET_PATH"
+    --data-root "$ENGINE_DATA_ROOT"
+    --exec-root "$ENGINE_EXEC_ROOT"
+    --pidfile "$ENGINE_PIDFILE"
+    --bridge none
+    --userns-remap default
+    --default-address-pool base=10.213.0.0/16,size=24
+    --log-opt max-size=1m
+    --log-opt max-file=1
+)
+
+answers() {
+    timeout 10 "$DOCKER" -H "unix://$ENGINE_SOCKET_PATH" version >/dev/null 2>&1
+}
+
+# The pid in our pidfile when it is a live dockerd serving our socket.
+our_pid() {
+    local pid
+    pid="$(cat "$ENGINE_PIDFILE" 2>/dev/null)" || return 1
+    pid_is dockerd "$pid" "unix://$ENGINE_SOCKET_PATH" || return 1
+    printf '%s\n' "$pid"
+}
+
+wait_answers() {
+    local pid="$1" deadline=$((SECONDS + START_TIMEOUT))
+    while ! answers; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            return 1
+        fi
+        sleep 0.3
+    done
+}
+
+# dockerd runs its own containerd. When dockerd is killed outright, that
+# containerd lingers for a moment and then shuts down on a broken log pipe; a
+# new dockerd that sees its pid "still running" adopts it and times out waiting
+# for a socket that never comes. So with no dockerd of ours alive, end it first.
+# (Container shims are separate processes; the new containerd reconnects them.)
+stop_orphan_containerd() {
+    local pidfile="$ENGINE_EXEC_ROOT/containerd/containerd.pid" pid
+    pid="$(cat "$pidfile" 2>/dev/null)" || return 0
+    if pid_is containerd "$pid" "$ENGINE_EXEC_ROOT/containerd/containerd.toml"; then
+        say "engine: ending containerd pid $pid left by a dead dockerd"
+        kill -TERM "$pid" 2>/dev/null || true
+        if ! wait_gone 10 "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_gone 5 "$pid" || die "engine: containerd pid $pid survived SIGKILL"
+        fi
+    fi
+    rm -f "$pidfile"
+}
+
+show_log() {
+    printf -- '--- last lines of %s ---\n' "$ENGINE_LOG" >&2
+    tail -n 25 "$ENGINE_LOG" >&2 || true
+}
+
+start() {
+    need_root
+    with_lock engine
+    if answers; then
+        say "engine: running (reused) at unix://$ENGINE_SOCKET_PATH"
+        return 0
+    fi
+    local pid
+    if pid="$(our_pid)"; then
+        # Ours and alive but not answering yet: it may still be starting.
+        say "engine: pid $pid is starting, waiting"
+        if wait_answers "$pid"; then
+            say "engine: running (reused) at unix://$ENGINE_SOCKET_PATH"
+            return 0
+        fi
+        show_log
+        die "engine: pid $pid does not answer on unix://$ENGINE_SOCKET_PATH; stop it (scripts/engine.sh stop) and retry"
+    fi
+    # A pidfile left by a killed daemon would make dockerd refuse to start
+    # if its pid has been reused by some other process.
+    rm -f "$ENGINE_PIDFILE"
+    stop_orphan_containerd
+
+    [ -x "$DOCKERD" ] || die "engine: $DOCKERD is missing (apt-get install docker.io, or run scripts/setup.sh)"
+    mkdir -p "$RUN_DIR" "$ENGINE_EXEC_ROOT" "$ENGINE_DATA_ROOT"
+    # Routing between session networks and published ports. (dockerd turns
+    # it on too; doing it here makes a failure visible.)
+    if [ "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)" != 1 ]; then
+        echo 1 2>/dev/null > /proc/sys/net/ipv4/ip_forward \
+            || warn "could not enable net.ipv4.ip_forward; published ports may not work"
+    fi
+    if ! getent passwd dockremap >/dev/null; then
+        say "engine: first start, dockerd will create the dockremap user and its subordinate ids"
+    fi
+    # Keep one previous log for post-mortems; dockerd's own output is small.
+    if [ -f "$ENGINE_LOG" ]; then mv -f "$ENGINE_LOG" "$ENGINE_LOG.1"; fi
+
+    # Detached: the daemon must outlive this script and its terminal's signals.
+    detached "$DOCKERD" "${engine_args[@]}" >"$ENGINE_LOG" 2>&1 </dev/null &
+    pid=$!
+    if wait_answers "$pid"; then
+        say "engine: started (pid $pid) at unix://$ENGINE_SOCKET_PATH"
+        note_started engine
+        return 0
+    fi
+    show_log
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        die "engine: dockerd did not answer within ${START_TIMEOUT}s; stopped it (log: $ENGINE_LOG)"
+    fi
+    die "engine: dockerd exited during start (log: $ENGINE_LOG)"
+}
+
+stop() {
+    need_root
+    with_lock engine
+    local pid
+    if ! pid="$(our_pid)"; then
+        if answers; then
+            say "engine: the daemon at unix://$ENGINE_SOCKET_PATH is not ours (no matching pidfile); leaving it"
+        else
+            say "engine: not running"
+        fi
+        return 0
+    fi
+    say "engine: stopping pid $pid"
+    kill -TERM "$pid"
+    # dockerd gives containers their stop timeout (15 s by default) first.
+    if ! wait_gone 40 "$pid"; then
+        warn "engine: pid $pid still alive after 40s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone 5 "$pid" || die "engine: pid $pid survived SIGKILL"
+    fi
+    say "engine: stopped"
+}
+
+status() {
+    local pid
+    if answers; then
+        if pid="$(our_pid)"; then
+            echo "engine: running (pid $pid) at unix://$ENGINE_SOCKET_PATH"
+        else
+            echo "engine: answering at unix://$ENGINE_SOCKET_PATH (not started through our pidfile)"
+        fi
+        return 0
+    fi
+    if pid="$(our_pid)"; then
+        echo "engine: pid $pid alive but not answering at unix://$ENGINE_SOCKET_PATH"
+    else
+        echo "engine: not running"
+    fi
+    return 3
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Bring this machine to a working playground: system packages, the Python
+# environment, the lab-host engine, Redis, the sandbox images and the database.
+#
+# Idempotent and quick when nothing changed (every step checks first), so
+# `make up` and `make test` run it every time. Needs root (Debian 12).
+#
+# Bring your own parts through the environment:
+#   PLAYGROUND_LAB_HOSTS    set: no local engine is started (images are then
+#                           built only into PLAYGROUND_ENGINE_SOCKET, if set)
+#   REDIS_URL               set: no local Redis is started
+#   PLAYGROUND_STARTED_FILE a file that engine.sh/redis.sh append "engine" or
+#                           "redis" to when they start one (scripts/run.sh
+#                           stops those on exit; `make up` sets it)
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# ---- Debian packages ---------------------------------------------------------
+# What the quick start, the tests and CI need on a bare Debian 12 machine.
+BASE_PACKAGES=(
+    docker.io             # dockerd 20.10 + containerd + runc: the lab-host engine
+    crun                  # the runtime Docker-in-instance images use inside
+    redis-server          # broker, channel layer, cache (and redis-cli)
+    debootstrap           # builds the sandbox images from Debian packages
+    debian-archive-keyring
+    uidmap                # subordinate id tools for --userns-remap
+    iptables              # isolation between session networks
+    tini                  # docker --init (PID 1 of every instance)
+    ca-certificates
+    make
+)
+# The browser bundle (scripts/build-frontend.sh) needs node and npm; asked for
+# only when they are not on PATH already (Debian's npm is a large install).
+FRONTEND_PACKAGES=(nodejs npm)
+# End-to-end browser tests: Playwright drives Debian's Chromium (~1 min to
+# install on a bare machine).
+E2E_PACKAGES=(chromium fonts-dejavu-core)
+
+PYTHON="${PLAYGROUND_PYTHON:-python3}"
+VENV="$REPO_ROOT/.venv"
+REQUIREMENTS="$REPO_ROOT/requirements.txt"
+
+need_root
+cd "$REPO_ROOT"
+t_start=$SECONDS
+
+install_packages() {
+    local wanted=("${BASE_PACKAGES[@]}" "${E2E_PACKAGES[@]}") missing=() p
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        wanted+=("${FRONTEND_PACKAGES[@]}")
+    fi
+    # A bare Debian has no venv module for its python3 (asked only while
+    # there is no venv yet: a pyenv shim costs a third of a second).
+    if ! "$VENV/bin/python" -c '' 2>/dev/null &&
+            ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        wanted+=(python3 python3-venv)
+        PYTHON=/usr/bin/python3
+    fi
+    for p in "${wanted[@]}"; do
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        say "packages: all installed"
+        return 0
+    fi
+    say "packages: installing ${missing[*]}"
+    local t0=$SECONDS policy_added=0
+    # We start our own daemons: keep the packages' init scripts from starting
+    # a system dockerd, containerd or redis-server on install.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    local rc=0
+    {
+        apt-get update -q || warn "apt-get update reported errors; trying the install anyway"
+        apt-get install -y -q --no-install-recommends \
+            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+            "${missing[@]}"
+    } > "$STATE_DIR/apt.log" 2>&1 || rc=$?
+    if [ "$policy_added" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ "$rc" != 0 ]; then
+        tail -n 25 "$STATE_DIR/apt.log" >&2
+        die "packages: apt-get failed (full log: $STATE_DIR/apt.log)"
+    fi
+    say "packages: installed in $((SECONDS - t0))s"
+}
+
+setup_venv() {
+    with_lock venv
+    local want have
+    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c '' 2>/dev/null; then
+        warn "venv: $VENV/bin/python is broken (its Python went away?); recreating"
+        rm -rf "$VENV"
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || die "venv: $PYTHON is older than 3.11 (set PLAYGROUND_PYTHON to a newer one)"
+        say "venv: creating $VENV with $("$PYTHON" --version 2>&1)"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    have="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
+    if [ "$have" = "$want" ]; then
+        say "venv: up to date"
+        return 0
+    fi
+    local t0=$SECONDS
+    say "venv: installing requirements.txt"
+    if ! "$VENV/bin/pip" install --disable-pip-version-check -q -r "$REQUIREMENTS" > "$STATE_DIR/pip.log" 2>&1; then
+        tail -n 25 "$STATE_DIR/pip.log" >&2
+        die "venv: pip install failed (full log: $STATE_DIR/pip.log)"
+    fi
+    printf '%s\n' "$want" > "$VENV/.requirements.sha256"
+    say "venv: installed in $((SECONDS - t0))s"
+}
+
+mkdir -p "$STATE_DIR"
+install_packages
+setup_venv
+
+if [ -n "${PLAYGROUND_LAB_HOSTS:-}" ]; then
+    say "engine: PLAYGROUND_LAB_HOSTS is set, using $PLAYGROUND_LAB_HOSTS (none started)"
+else
+    "$REPO_ROOT/scripts/engine.sh" start
+fi
+
+if [ -n "${REDIS_URL:-}" ]; then
+    say "redis: REDIS_URL is set, using it (none started)"
+else
+    "$REPO_ROOT/scripts/redis.sh" start
+fi
+
+if [ -n "${PLAYGROUND_LAB_HOSTS:-}" ] && [ -z "${PLAYGROUND_ENGINE_SOCKET:-}" ]; then
+    say "images: skipped (own lab hosts; build into one with PLAYGROUND_ENGINE_SOCKET=... scripts/build-images.sh)"
+else
+    "$REPO_ROOT/scripts/build-images.sh"
+fi
+
+if [ -x "$REPO_ROOT/scripts/build-frontend.sh" ]; then
+    "$REPO_ROOT/scripts/build-frontend.sh"
+fi
+
+if [ -f "$REPO_ROOT/manage.py" ]; then
+    if ! "$VENV/bin/python" manage.py migrate --noinput -v 0; then
+        die "database: manage.py migrate failed"
+    fi
+    say "database: migrated"
+else
+    say "database: manage.py not there yet, skipping migrate"
+fi
+
+say "setup: done in $((SECONDS - t_start))s"
