@@ -10,6 +10,7 @@ own and are removed at the end.
     .venv/bin/python bench/driver_ops.py [--rounds 20] [--parallel 10]
         [--engine unix:///run/playground/docker.sock] [--image playground-shell:latest]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,14 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandboxes.base import InstanceSpec  # noqa: E402
+from sandboxes.base import Created, InstanceSpec  # noqa: E402
 from sandboxes.docker import DockerDriver  # noqa: E402
 
 
@@ -55,57 +58,75 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--parallel", type=int, default=10)
-    parser.add_argument("--engine", default=os.environ.get("PLAYGROUND_TEST_ENGINE", "unix:///run/playground/docker.sock"))
-    parser.add_argument("--image", default=os.environ.get("PLAYGROUND_TEST_IMAGE", "playground-shell:latest"))
+    parser.add_argument(
+        "--engine",
+        default=os.environ.get("PLAYGROUND_TEST_ENGINE", "unix:///run/playground/docker.sock"),
+    )
+    parser.add_argument(
+        "--image", default=os.environ.get("PLAYGROUND_TEST_IMAGE", "playground-shell:latest")
+    )
     args = parser.parse_args()
 
     driver = DockerDriver(url=args.engine, deployment=f"bench-ops-{secrets.token_hex(3)}")
     timings: dict[str, list[float]] = defaultdict(list)
 
-    def timed(name: str, call):
+    @contextmanager
+    def timed(name: str) -> Iterator[None]:
         started = time.perf_counter()
-        result = call()
+        yield
         timings[name].append(time.perf_counter() - started)
-        return result
+
+    def spec(instance_id: str, network: dict | None, hostname: str = "node1") -> InstanceSpec:
+        return InstanceSpec(instance_id, args.image, hostname, network)
 
     try:
         for n in range(args.rounds):
-            network = timed("create_network", lambda: driver.create_network(f"n{n}"))
-            spec = InstanceSpec(instance_id=f"i{n}", image=args.image, hostname="node1", network=network)
-            created = timed("create_instance", lambda: driver.create_instance(spec))
-            timed("attach + shell answers", lambda: first_answer(driver, created.state))
-            timed("exec true", lambda: driver.exec(created.state, "true"))
-            timed("put_file 4 KiB", lambda: driver.put_file(created.state, "/tmp/b/f", b"x" * 4096))
-            timed("get_file 4 KiB", lambda: driver.get_file(created.state, "/tmp/b/f"))
-            timed("inspect", lambda: driver.inspect(created.state))
-            timed("recent_output 64 KiB", lambda: driver.recent_output(created.state, max_bytes=65536))
-            timed("remove_instance", lambda: driver.remove_instance(created.state))
-            pooled = timed(
-                "create_instance (pooled, no network)",
-                lambda: driver.create_instance(
-                    InstanceSpec(instance_id=f"pool{n}", image=args.image, hostname="node1", network=None)
-                ),
-            )
-            joined = timed(
-                "connect_instance (claim a pooled one)",
-                lambda: driver.connect_instance(pooled.state, network, hostname="node1"),
-            )
+            with timed("create_network"):
+                network = driver.create_network(f"n{n}")
+            with timed("create_instance"):
+                created = driver.create_instance(spec(f"i{n}", network))
+            with timed("attach + shell answers"):
+                first_answer(driver, created.state)
+            with timed("exec true"):
+                driver.exec(created.state, "true")
+            with timed("put_file 4 KiB"):
+                driver.put_file(created.state, "/tmp/b/f", b"x" * 4096)
+            with timed("get_file 4 KiB"):
+                driver.get_file(created.state, "/tmp/b/f")
+            with timed("inspect"):
+                driver.inspect(created.state)
+            with timed("recent_output 64 KiB"):
+                driver.recent_output(created.state, max_bytes=65536)
+            with timed("remove_instance"):
+                driver.remove_instance(created.state)
+            with timed("create_instance (pooled, no network)"):
+                pooled = driver.create_instance(spec(f"pool{n}", None))
+            with timed("connect_instance (claim a pooled one)"):
+                joined = driver.connect_instance(pooled.state, network, hostname="node1")
             driver.remove_instance(joined.state)
-            timed("remove_network", lambda: driver.remove_network(network))
+            with timed("remove_network"):
+                driver.remove_network(network)
 
         if args.parallel:
+            k = args.parallel
             network = driver.create_network("parallel")
 
-            def start(k: int):
-                spec = InstanceSpec(instance_id=f"p{k}", image=args.image, hostname=f"node{k}", network=network)
-                return timed(f"create_instance x{args.parallel} at once", lambda: driver.create_instance(spec))
+            def start(i: int) -> Created:
+                with timed(f"create_instance x{k} at once"):
+                    return driver.create_instance(spec(f"p{i}", network, f"node{i}"))
 
-            with ThreadPoolExecutor(args.parallel) as pool:
-                made = list(pool.map(start, range(args.parallel)))
-            with ThreadPoolExecutor(args.parallel) as pool:
-                list(pool.map(lambda c: timed(f"exec true x{args.parallel} at once", lambda: driver.exec(c.state, "true")), made))
-            with ThreadPoolExecutor(args.parallel) as pool:
-                list(pool.map(lambda c: timed(f"remove_instance x{args.parallel} at once", lambda: driver.remove_instance(c.state)), made))
+            def run_true(created: Created) -> None:
+                with timed(f"exec true x{k} at once"):
+                    driver.exec(created.state, "true")
+
+            def remove(created: Created) -> None:
+                with timed(f"remove_instance x{k} at once"):
+                    driver.remove_instance(created.state)
+
+            with ThreadPoolExecutor(k) as pool:
+                made = list(pool.map(start, range(k)))
+                list(pool.map(run_true, made))
+                list(pool.map(remove, made))
             driver.remove_network(network)
     finally:
         for obj in sorted(driver.list_objects(), key=lambda o: o.kind == "network"):
@@ -118,9 +139,14 @@ def main() -> None:
             f"{name:36} {pct(values, 50) * 1000:7.1f}ms {pct(values, 95) * 1000:7.1f}ms "
             f"{max(values) * 1000:7.1f}ms"
         )
-    total = [a + b for a, b in zip(timings["create_network"], timings["create_instance"])]
-    print(f"{'network + instance (session start)':36} {pct(total, 50) * 1000:7.1f}ms "
-          f"{pct(total, 95) * 1000:7.1f}ms {max(total) * 1000:7.1f}ms  (mean {statistics.mean(total) * 1000:.1f}ms)")
+    total = [
+        a + b for a, b in zip(timings["create_network"], timings["create_instance"], strict=True)
+    ]
+    print(
+        f"{'network + instance (session start)':36} {pct(total, 50) * 1000:7.1f}ms "
+        f"{pct(total, 95) * 1000:7.1f}ms {max(total) * 1000:7.1f}ms "
+        f"(mean {statistics.mean(total) * 1000:.1f}ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -162,6 +162,18 @@ class TerminalStream(Protocol):
 
     def sendall(self, data: bytes) -> None: ...
 
+    def send(self, data: bytes) -> int:
+        """Write what fits now; the number of bytes written."""
+        ...
+
+    def setblocking(self, flag: bool) -> None:
+        """Off for callers on an event loop (waiting on ``fileno()``): ``recv``
+        and ``send`` then raise ``BlockingIOError`` (``ssl.SSLWantReadError`` /
+        ``SSLWantWriteError`` over TLS) instead of waiting, and a readable
+        ``fileno()`` is not needed for the first ``recv``: call it once after
+        attaching, as bytes may have come with the engine's answer."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -211,7 +223,13 @@ class Driver:
         raise NotImplementedError
 
     def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
-        """Join a (pooled) instance to a network under ``hostname``; return new state and ip."""
+        """Join a (pooled) instance to a network under ``hostname``; return new state and ip.
+
+        ``hostname`` becomes the instance's name on that network. The name the
+        instance gives itself (``hostname`` inside, the shell prompt) stays the
+        one it was created with: create pooled instances with the hostname they
+        will most likely get (``node1``). Connecting twice is harmless.
+        """
         raise NotImplementedError
 
     def remove_instance(self, state: dict) -> None:
@@ -224,18 +242,22 @@ class Driver:
     def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
         """Run ``sh -c command`` as root in the instance and wait for it.
 
-        Past ``timeout`` seconds, returns exit code 124 with the output so far.
+        Past ``timeout`` seconds, returns exit code 124 with the output so far
+        and kills the command with its process group. A command that exited
+        but left a background child holding its output open (``server &``)
+        gets its own exit code once the timeout passes; the child runs on.
         Raises ``NotFound`` if the instance is gone, ``DriverError`` if it is
         not running.
         """
         raise NotImplementedError
 
     def put_file(self, state: dict, path: str, data: bytes) -> None:
-        """Write ``data`` to absolute ``path``, creating parent directories."""
+        """Write ``data`` to absolute ``path`` (root-owned, mode 0644), creating
+        missing parent directories (0755) and leaving existing ones as they are."""
         raise NotImplementedError
 
     def get_file(self, state: dict, path: str) -> bytes:
-        """Read the regular file at absolute ``path``.
+        """Read the regular file at absolute ``path`` (symbolic links followed).
 
         Raises ``NotFound`` if there is no such file, ``DriverError(permanent=True)``
         if it is not a regular file or exceeds ``file_size_limit``.
@@ -243,16 +265,28 @@ class Driver:
         raise NotImplementedError
 
     # -- the terminal -------------------------------------------------------
-    def attach(self, state: dict) -> TerminalStream:
+    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
         """Attach to the instance's own TTY: input goes to its shell, output
-        comes live (no replay). Many attachments to one instance share the TTY."""
+        comes live. Many attachments to one instance share the TTY; closing
+        one leaves the instance running. The stream ends (``recv`` gives
+        ``b""``) when the instance stops or is removed, at once if it is not
+        running. Raises ``NotFound`` if the instance is gone.
+
+        With ``replay=True`` the stream first carries the recent output the
+        host kept (what ``recent_output`` reads) and then the live output, the
+        host switching from one to the other itself. On Docker this is best
+        effort at the seam: an unterminated last line (usually the prompt) is
+        not in the log yet, and a flood of output at the moment of attaching
+        may lose or repeat a few lines there."""
         raise NotImplementedError
 
     def resize(self, state: dict, *, cols: int, rows: int) -> None:
+        """Set the TTY's size (a new TTY may be 0x0 until the first resize)."""
         raise NotImplementedError
 
     def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
-        """The last ``max_bytes`` (at most) of the TTY's output, for replay."""
+        """The last ``max_bytes`` (at most) of the TTY's output, for replay;
+        when cut, it starts at a line boundary rather than mid-sequence."""
         raise NotImplementedError
 
     # -- housekeeping -------------------------------------------------------
@@ -261,7 +295,8 @@ class Driver:
         raise NotImplementedError
 
     def remove_object(self, obj: LabelledObject) -> None:
-        """Remove one listed object (forcefully). Idempotent."""
+        """Remove one listed object (forcefully). Idempotent. Refuses, with a
+        permanent ``DriverError``, an object of another deployment."""
         raise NotImplementedError
 
 

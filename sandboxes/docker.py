@@ -1,0 +1,891 @@
+"""The Docker Engine driver: one lab host is one Docker Engine.
+
+It talks to the engine with docker-py's low-level ``APIClient`` at a fixed API
+version (1.41, Debian's engine 20.10), so no call pays for a version
+negotiation, and keeps every operation to as few engine round trips as it can:
+
+==================  ==========================================================
+create_network      1 (2 when the network already exists)
+create_instance     3: create (attached to its network), start, inspect (IP)
+connect_instance    3: disconnect ``none``, connect, inspect
+exec                3: exec create, exec start (hijacked stream), exec inspect
+put_file/get_file   1 (get: +1 per symbolic link followed)
+attach              2: attach (hijacked stream), inspect (is it running?)
+resize              1
+remove_*            1
+==================  ==========================================================
+
+Each public method is built from small ``_steps`` that a subclass can override
+(for instance ``_host_config`` to give an image more privileges).
+
+Engine quirks this module works around (engine 20.10, API 1.41):
+
+* An attachment's default detach keys (ctrl-p ctrl-q) swallow a lone ctrl-p
+  (readline's "previous line") until the next key; 20.10 cannot turn them off,
+  so ``attach`` asks for a sequence nobody types (``detach_keys``).
+* ``ConsoleSize`` at create is ignored on Linux before API 1.42: a new TTY is
+  0x0 until the first ``resize``.
+* A network created without ``CheckDuplicate`` may share its name with another.
+* A container on network mode ``none`` must leave ``none`` before it can join
+  a network.
+* An ``internal`` bridge network still gives the host an address on the
+  bridge: instances can open connections to services the lab host itself
+  listens on (0.0.0.0). Block them on the host (an INPUT rule for the
+  engine's address pool), the driver cannot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import re
+import select
+import socket
+import ssl
+import tarfile
+import time
+from base64 import b64decode
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import docker
+import docker.errors
+import docker.tls
+import requests.exceptions
+import urllib3.exceptions
+
+from .base import (
+    LABEL_DEPLOYMENT,
+    LABEL_INSTANCE,
+    LABEL_KIND,
+    LABEL_NETWORK,
+    Created,
+    Driver,
+    DriverError,
+    ExecResult,
+    InstanceSpec,
+    InstanceStatus,
+    LabelledObject,
+    NotFound,
+    OutOfCapacity,
+    TerminalStream,
+)
+
+# Docker object names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (the engine's own rule).
+_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# Engine messages that mean "this host is full", not "this request is wrong".
+_CAPACITY_MESSAGES = (
+    "could not find an available, non-overlapping ipv4 address pool",
+    "no available ipv4 addresses",
+    "no space left on device",
+    "cannot allocate memory",
+)
+
+# Go's os.FileMode type bits, as the archive endpoint reports them.
+_MODE_DIR = 1 << 31
+_MODE_SYMLINK = 1 << 27
+_MODE_TYPE = _MODE_DIR | _MODE_SYMLINK | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19
+
+_STDOUT = 1
+_EXIT_TIMEOUT = 124
+
+
+class DockerDriver(Driver):
+    """A lab host reached through the Docker Engine API.
+
+    Options (keyword arguments after ``url`` and ``deployment``, all optional):
+    ``timeout`` (seconds per engine call, default 30), ``ping_timeout``
+    (default 2), ``pool_size`` (HTTP connections kept open, default 32) and,
+    for ``tcp://`` hosts over TLS, ``tls_ca_cert``, ``tls_client_cert``,
+    ``tls_client_key`` (file paths).
+    """
+
+    api_version = "1.41"
+    timeout = 30.0
+    ping_timeout = 2.0
+    pool_size = 32
+    name_prefix = "pg"
+    # The first key is held back by the engine until the next one arrives, so
+    # it must be one learners practically never type alone (0x1e, ctrl-^).
+    detach_keys = "ctrl-^,ctrl-@,ctrl-^,ctrl-@"
+
+    def __init__(self, *, url: str, deployment: str, **options: object) -> None:
+        super().__init__(url=url, deployment=deployment, **options)
+        if not _NAME_PART.match(deployment):
+            raise DriverError(
+                f"deployment {deployment!r} must be letters, digits, '_', '.' or '-'",
+                permanent=True,
+            )
+        self.timeout = _number(options, "timeout", self.timeout)
+        self.ping_timeout = _number(options, "ping_timeout", self.ping_timeout)
+        self.pool_size = int(_number(options, "pool_size", self.pool_size))
+        try:
+            self.api = self._make_client()
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"bad lab host url {url!r}: {exc}", permanent=True) from exc
+
+    # -- steps: the client and names ------------------------------------------
+    def _make_client(self) -> docker.APIClient:
+        tls: docker.tls.TLSConfig | bool = False
+        if self.options.get("tls_ca_cert") or self.options.get("tls_client_cert"):
+            cert = self.options.get("tls_client_cert")
+            key = self.options.get("tls_client_key")
+            tls = docker.tls.TLSConfig(
+                client_cert=(cert, key) if cert else None,
+                ca_cert=self.options.get("tls_ca_cert"),
+                verify=bool(self.options.get("tls_ca_cert")),
+            )
+        return docker.APIClient(
+            base_url=self.url,
+            version=self.api_version,
+            timeout=self.timeout,
+            max_pool_size=self.pool_size,
+            tls=tls,
+        )
+
+    def container_name(self, instance_id: str) -> str:
+        return self._name(instance_id)
+
+    def network_name(self, key: str) -> str:
+        return self._name(key)
+
+    def _name(self, part: str) -> str:
+        if not _NAME_PART.match(part):
+            raise DriverError(
+                f"{part!r} cannot name an engine object (letters, digits, '_', '.' or '-')",
+                permanent=True,
+            )
+        return f"{self.name_prefix}-{self.deployment}-{part}"
+
+    # -- the host ---------------------------------------------------------------
+    def ping(self) -> None:
+        with self._engine_errors("ping"):
+            response = self.api._get(self.api._url("/_ping"), timeout=self.ping_timeout)
+            self.api._raise_for_status(response)
+
+    # -- networks ---------------------------------------------------------------
+    def create_network(self, key: str, *, egress: bool = False) -> dict:
+        name = self.network_name(key)
+        labels = {LABEL_DEPLOYMENT: self.deployment, LABEL_KIND: "network", LABEL_NETWORK: key}
+        with self._engine_errors(f"create network {name}"):
+            try:
+                created = self.api.create_network(
+                    name,
+                    driver="bridge",
+                    internal=not egress,
+                    attachable=True,
+                    check_duplicate=True,
+                    labels=labels,
+                )
+                network_id = created["Id"]
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                network_id = self._adopt_network(name, labels, egress=egress)
+        return {"id": network_id, "name": name, "key": key}
+
+    def _adopt_network(self, name: str, labels: dict[str, str], *, egress: bool) -> str:
+        """The id of the existing network ``name`` if it is ours and alike."""
+        info = self.api.inspect_network(name)
+        theirs = info.get("Labels") or {}
+        if any(theirs.get(k) != v for k, v in labels.items()):
+            raise DriverError(f"network {name} exists but is not this deployment's", permanent=True)
+        if bool(info.get("Internal")) == egress:
+            raise DriverError(f"network {name} exists with another egress policy", permanent=True)
+        return info["Id"]
+
+    def remove_network(self, network: dict) -> None:
+        with self._engine_errors(f"remove network {network.get('name')}"):
+            try:
+                self.api.remove_network(network["id"])
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code in (403, 409):  # "has active endpoints"
+                    name = network.get("name")
+                    raise DriverError(
+                        f"network {name} still has instances on it: {exc.explanation}"
+                    ) from exc
+                raise
+
+    # -- instances --------------------------------------------------------------
+    def create_instance(self, spec: InstanceSpec) -> Created:
+        name = self.container_name(spec.instance_id)
+        with self._engine_errors(f"create instance {name}"):
+            container_id = self._create_container(name, spec)
+            try:
+                self._start_container(container_id)
+                info = self.api.inspect_container(container_id)
+                self._check_started(name, info)
+            except BaseException:
+                self._discard(container_id)
+                raise
+        state = self._instance_state(info, spec.network, spec.hostname)
+        return Created(state=state, ip=self._ip(info, state))
+
+    def _create_container(self, name: str, spec: InstanceSpec) -> str:
+        """Create the container (or find the one an earlier attempt made); its id."""
+        labels = self._instance_labels(spec)
+        network_name = spec.network["name"] if spec.network else None
+        networking = None
+        if network_name:
+            networking = self.api.create_networking_config(
+                {network_name: self.api.create_endpoint_config(aliases=[spec.hostname])}
+            )
+        config = self.api.create_container_config(
+            spec.image,
+            None,
+            hostname=spec.hostname,
+            tty=True,
+            stdin_open=True,
+            environment={"TERM": "xterm-256color", **spec.env},
+            labels=labels,
+            host_config=self._host_config(spec),
+            networking_config=networking,
+        )
+        # docker-py sets StdinOnce with stdin_open: the engine would then close
+        # the shell's stdin when the first attachment ends, and the shell exit.
+        config["StdinOnce"] = False
+        try:
+            created = self.api.create_container_from_config(config, name)
+        except docker.errors.ImageNotFound as exc:
+            raise DriverError(
+                f"image {spec.image!r} is not on the lab host", permanent=True
+            ) from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # A retry after a lost answer: the container is ours already.
+            return self._adopt_container(name, labels)
+        return created["Id"]
+
+    def _instance_labels(self, spec: InstanceSpec) -> dict[str, str]:
+        return {
+            LABEL_DEPLOYMENT: self.deployment,
+            LABEL_KIND: "instance",
+            LABEL_INSTANCE: spec.instance_id,
+        }
+
+    def _host_config(self, spec: InstanceSpec) -> dict:
+        """Limits and confinement; override to grant an image more (nested Docker)."""
+        limits = spec.limits
+        return self.api.create_host_config(
+            init=True,
+            network_mode=spec.network["name"] if spec.network else "none",
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,  # equal: no swap
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            log_config=self._log_config(limits.log_max_bytes),
+            security_opt=["no-new-privileges"],
+        )
+
+    def _log_config(self, max_bytes: int) -> dict:
+        """Two files of half the cap each: the disk use stays within the cap and,
+        unlike one file (emptied when it rotates), the replay always has at
+        least half of it."""
+        half = max(max_bytes // 2, 64 * 1024)
+        return {"type": "json-file", "config": {"max-size": str(half), "max-file": "2"}}
+
+    def _adopt_container(self, name: str, labels: dict[str, str]) -> str:
+        info = self.api.inspect_container(name)
+        theirs = info["Config"].get("Labels") or {}
+        if any(theirs.get(k) != v for k, v in labels.items()):
+            raise DriverError(f"container {name} exists but is not this instance", permanent=True)
+        return info["Id"]
+
+    def _start_container(self, container_id: str) -> None:
+        self.api.start(container_id)  # starting a running container is a no-op
+
+    def _check_started(self, name: str, info: dict) -> None:
+        state = info["State"]
+        if not state.get("Running"):
+            error = f", {state['Error']}" if state.get("Error") else ""
+            raise DriverError(
+                f"instance {name} stopped right after it started "
+                f"(exit code {state.get('ExitCode')}{error})",
+                permanent=True,
+            )
+
+    def _discard(self, container_id: str) -> None:
+        """Best-effort removal of a container that failed to start."""
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except Exception:  # the original error matters more
+            pass
+
+    def _instance_state(self, info: dict, network: dict | None, hostname: str) -> dict:
+        return {
+            "id": info["Id"],
+            "name": info["Name"].lstrip("/"),
+            "network": network["name"] if network else None,
+            "hostname": hostname,
+        }
+
+    @staticmethod
+    def _ip(info: dict, state: dict) -> str | None:
+        networks = info.get("NetworkSettings", {}).get("Networks") or {}
+        endpoint = networks.get(state.get("network") or "")
+        return (endpoint or {}).get("IPAddress") or None
+
+    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+        container_id = state["id"]
+        with self._engine_errors(f"connect instance {state.get('name')}"):
+            if state.get("network") is None:
+                self._leave_network(container_id, "none")
+            try:
+                self.api.connect_container_to_network(
+                    container_id, network["id"], aliases=[hostname]
+                )
+            except docker.errors.APIError as exc:
+                # Connected already (a retried call) is what we wanted.
+                if exc.status_code == 404 or "already exists" not in str(exc.explanation):
+                    raise
+            info = self.api.inspect_container(container_id)
+        new_state = {**state, "network": network["name"], "hostname": hostname}
+        return Created(state=new_state, ip=self._ip(info, new_state))
+
+    def _leave_network(self, container_id: str, network: str) -> None:
+        try:
+            self.api.disconnect_container_from_network(container_id, network)
+        except docker.errors.APIError as exc:
+            if "is not connected" not in str(exc.explanation):
+                raise
+
+    def remove_instance(self, state: dict) -> None:
+        with self._engine_errors(f"remove instance {state.get('name')}"):
+            self._remove_container(state["id"])
+
+    def _remove_container(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            # Another caller is removing it: it will be gone.
+            if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+                raise
+
+    def inspect(self, state: dict) -> InstanceStatus:
+        with self._engine_errors(f"inspect instance {state.get('name')}"):
+            try:
+                info = self.api.inspect_container(state["id"])
+            except docker.errors.NotFound:
+                return InstanceStatus(state="missing", reason="no such container")
+        engine_state = info["State"]
+        if engine_state.get("Running") and not engine_state.get("Paused"):
+            return InstanceStatus(state="running", ip=self._ip(info, state))
+        if engine_state.get("OOMKilled"):
+            reason = "OOMKilled"
+        else:
+            reason = engine_state.get("Error") or engine_state.get("Status") or "exited"
+        return InstanceStatus(
+            state="stopped", exit_code=engine_state.get("ExitCode"), reason=reason
+        )
+
+    # -- exec -------------------------------------------------------------------
+    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+        name = state.get("name")
+        deadline = time.monotonic() + timeout
+        with self._engine_errors(f"exec in instance {name}"):
+            exec_id = self._exec_create(state["id"], command)
+            stream = self._hijack(self._exec_start(exec_id))
+            output = _ExecOutput(self.exec_output_limit)
+            try:
+                finished = self._read_exec(stream, output, deadline)
+            finally:
+                stream.close()
+            info = self._exec_result(exec_id, wait=finished)
+            if info.get("Running"):
+                self._kill_exec(state["id"], output.pid)
+                return ExecResult(exit_code=_EXIT_TIMEOUT, output=bytes(output.data))
+        exit_code = info.get("ExitCode")
+        return ExecResult(
+            exit_code=_EXIT_TIMEOUT if exit_code is None else exit_code,
+            output=bytes(output.data),
+        )
+
+    def _exec_argv(self, command: str) -> list[str]:
+        """``sh -c command``, first printing its pid (a process group leader)
+        so that a command past its timeout can be killed with its children."""
+        return ["sh", "-c", 'echo $$; exec sh -c "$1"', "sh", command]
+
+    def _exec_create(self, container_id: str, command: str) -> str:
+        try:
+            created = self.api.exec_create(
+                container_id, self._exec_argv(command), stdout=True, stderr=True, user="0"
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise DriverError(
+                    f"instance is not running: {exc.explanation}", permanent=True
+                ) from exc
+            raise
+        return created["Id"]
+
+    def _exec_start(self, exec_id: str) -> requests.Response:
+        return self.api._post_json(
+            self.api._url("/exec/{0}/start", exec_id),
+            data={"Tty": False, "Detach": False},
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            stream=True,
+        )
+
+    def _hijack(self, response: requests.Response) -> _Hijacked:
+        try:
+            self.api._raise_for_status(response)
+        except BaseException:
+            response.close()
+            raise
+        return _Hijacked(response)
+
+    def _read_exec(self, stream: _Hijacked, output: _ExecOutput, deadline: float) -> bool:
+        """Feed the multiplexed stream to ``output``; True at its end, False at the deadline."""
+        output.feed(stream.take_pending())
+        poller = select.poll()  # not select(): descriptors may exceed 1024
+        poller.register(stream.fileno(), select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if not stream.has_buffered() and not poller.poll(remaining * 1000):
+                return False
+            chunk = stream.recv_nowait(65536)
+            if chunk is None:
+                continue
+            if not chunk:
+                return True
+            output.feed(chunk)
+
+    def _exec_result(self, exec_id: str, *, wait: bool) -> dict:
+        """``exec_inspect``; after the stream ended, wait briefly for the exit code
+        (the engine records it just after closing the stream)."""
+        info = self.api.exec_inspect(exec_id)
+        tries = 50 if wait else 0
+        while info.get("Running") and tries:
+            time.sleep(0.01)
+            tries -= 1
+            info = self.api.exec_inspect(exec_id)
+        return info
+
+    def _kill_exec(self, container_id: str, pid: int | None) -> None:
+        """Kill a command past its timeout, with its children (best effort)."""
+        if not pid:
+            return
+        try:
+            kill = self.api.exec_create(
+                container_id,
+                ["sh", "-c", f"kill -9 -{pid} 2>/dev/null || kill -9 {pid}"],
+                user="0",
+            )
+            self.api.exec_start(kill["Id"], detach=True)
+        except Exception:  # the timeout is the answer; a survivor is bounded by limits
+            pass
+
+    # -- files ------------------------------------------------------------------
+    def put_file(self, state: dict, path: str, data: bytes) -> None:
+        path = _check_path(path)
+        with self._engine_errors(f"write {path} in instance {state.get('name')}"):
+            response = self.api._put(
+                self.api._url("/containers/{0}/archive", state["id"]),
+                # Without it the engine replaces a directory at ``path`` (and
+                # everything in it) by the file. docker-py never sets it.
+                params={"path": "/", "noOverwriteDirNonDir": "true"},
+                data=_tar_of(path, data),
+            )
+            try:
+                self.api._raise_for_status(response)
+            except docker.errors.NotFound:
+                raise
+            except docker.errors.APIError as exc:
+                error = self._api_error(f"cannot write {path}", exc)
+                if "tar file" in str(exc.explanation):  # in the way: a directory, a file
+                    error.permanent = True
+                raise error from exc
+
+    def get_file(self, state: dict, path: str) -> bytes:
+        path = _check_path(path)
+        with self._engine_errors(f"read {path} in instance {state.get('name')}"):
+            for _ in range(8):  # symbolic links followed
+                response = self.api._get(
+                    self.api._url("/containers/{0}/archive", state["id"]),
+                    params={"path": path},
+                    stream=True,
+                )
+                try:
+                    self.api._raise_for_status(response)
+                    stat = _path_stat(response)
+                    if stat["mode"] & _MODE_SYMLINK and stat.get("linkTarget"):
+                        path = stat["linkTarget"]
+                        continue
+                    self._check_readable(path, stat)
+                    archive = _read_capped(response, stat["size"] + 64 * 1024)
+                finally:
+                    response.close()
+                return _file_in_tar(archive, path)
+        raise DriverError(f"too many symbolic links at {path}", permanent=True)
+
+    def _check_readable(self, path: str, stat: dict) -> None:
+        if stat["mode"] & _MODE_DIR:
+            raise DriverError(f"{path} is a directory", permanent=True)
+        if stat["mode"] & _MODE_TYPE:
+            raise DriverError(f"{path} is not a regular file", permanent=True)
+        if stat["size"] > self.file_size_limit:
+            raise DriverError(f"{path} is larger than {self.file_size_limit} bytes", permanent=True)
+
+    # -- the terminal -----------------------------------------------------------
+    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+        with self._engine_errors(f"attach to instance {state.get('name')}"):
+            response = self.api._post(
+                self.api._url("/containers/{0}/attach", state["id"]),
+                params={
+                    "stdin": 1,
+                    "stdout": 1,
+                    "stderr": 1,
+                    "stream": 1,
+                    # The engine sends its log first, then the live stream.
+                    "logs": 1 if replay else 0,
+                    "detachKeys": self.detach_keys,
+                },
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                stream=True,
+            )
+            terminal = DockerTerminal(self._hijack(response))
+            # The engine holds an attachment to a stopped container open
+            # forever; one that stops after this inspect closes it.
+            try:
+                running = self.api.inspect_container(state["id"])["State"].get("Running")
+            except BaseException:
+                terminal.close()
+                raise
+        if not running:
+            terminal.close()
+            return _ended_stream()
+        return terminal
+
+    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+        with self._engine_errors(f"resize the terminal of {state.get('name')}"):
+            self.api.resize(state["id"], height=rows, width=cols)
+
+    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+        if max_bytes <= 0:
+            return b""
+        # The log keeps a line per entry: ask for about enough lines first,
+        # and for the whole (size-capped) log only when that fell short.
+        lines = max(100, max_bytes // 32)
+        with self._engine_errors(f"read the output of {state.get('name')}"):
+            data = self._log_tail(state["id"], str(lines))
+            if len(data) < max_bytes and data.count(b"\n") >= lines - 1:
+                data = self._log_tail(state["id"], "all")
+        if len(data) <= max_bytes:
+            return data
+        data = data[-max_bytes:]
+        # Replay from the start of a line rather than from a cut escape sequence.
+        newline = data.find(b"\n")
+        return data[newline + 1 :] if newline != -1 else data
+
+    def _log_tail(self, container_id: str, tail: str) -> bytes:
+        # docker-py's logs() inspects the container first to learn whether it
+        # has a TTY; ours always do, so the body is the raw output.
+        response = self.api._get(
+            self.api._url("/containers/{0}/logs", container_id),
+            params={"stdout": 1, "stderr": 1, "tail": tail},
+        )
+        self.api._raise_for_status(response)
+        return response.content
+
+    # -- housekeeping -----------------------------------------------------------
+    def list_objects(self) -> list[LabelledObject]:
+        filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}"]}
+        found: list[LabelledObject] = []
+        with self._engine_errors("list objects"):
+            for c in self.api.containers(all=True, filters=filters):
+                name = (c.get("Names") or [""])[0].lstrip("/")
+                found.append(LabelledObject("container", c["Id"], name, c.get("Labels") or {}))
+            for n in self.api.networks(filters=filters):
+                found.append(LabelledObject("network", n["Id"], n["Name"], n.get("Labels") or {}))
+            for v in self.api.volumes(filters=filters).get("Volumes") or []:
+                found.append(LabelledObject("volume", v["Name"], v["Name"], v.get("Labels") or {}))
+        return found
+
+    def remove_object(self, obj: LabelledObject) -> None:
+        if obj.labels.get(LABEL_DEPLOYMENT) != self.deployment:
+            raise DriverError(
+                f"{obj.kind} {obj.name} belongs to another deployment", permanent=True
+            )
+        with self._engine_errors(f"remove {obj.kind} {obj.name}"):
+            try:
+                if obj.kind == "container":
+                    self._remove_container(obj.id)
+                elif obj.kind == "network":
+                    self._force_remove_network(obj.id)
+                elif obj.kind == "volume":
+                    self.api.remove_volume(obj.id, force=True)
+                else:
+                    raise DriverError(f"unknown object kind {obj.kind!r}", permanent=True)
+            except docker.errors.NotFound:
+                pass
+
+    def _force_remove_network(self, network_id: str) -> None:
+        """Remove a network, first disconnecting whatever is still on it."""
+        try:
+            self.api.remove_network(network_id)
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code not in (403, 409):
+                raise
+        for container_id in self.api.inspect_network(network_id).get("Containers") or {}:
+            try:
+                self.api.disconnect_container_from_network(container_id, network_id, force=True)
+            except docker.errors.NotFound:
+                pass
+        self.api.remove_network(network_id)
+
+    # -- errors -----------------------------------------------------------------
+    @contextmanager
+    def _engine_errors(self, doing: str) -> Iterator[None]:
+        """Turn whatever the SDK raises into ``DriverError`` and its kinds."""
+        try:
+            yield
+        except DriverError:
+            raise
+        except docker.errors.NotFound as exc:
+            raise NotFound(f"{doing}: {exc.explanation or 'no such object'}") from exc
+        except docker.errors.APIError as exc:  # before RequestException: it is one
+            raise self._api_error(doing, exc) from exc
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,  # includes socket timeouts and TLS errors on the raw stream
+        ) as exc:
+            raise DriverError(f"lab host unreachable: {doing}: {exc}", permanent=False) from exc
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"{doing}: {exc}", permanent=False) from exc
+
+    def _api_error(self, doing: str, exc: docker.errors.APIError) -> DriverError:
+        explanation = str(exc.explanation or exc)
+        if any(m in explanation.lower() for m in _CAPACITY_MESSAGES):
+            return OutOfCapacity(f"the lab host is full: {doing}: {explanation}")
+        status = exc.status_code or 500
+        # A wrong request stays wrong; a conflict (removal in progress...) or
+        # an engine failure may pass.
+        return DriverError(
+            f"{doing}: {explanation}", permanent=400 <= status < 500 and status != 409
+        )
+
+
+def _number(options: dict[str, object], name: str, default: float) -> float:
+    value = options.get(name, default)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DriverError(f"option {name}={value!r} is not a number", permanent=True) from None
+
+
+# -- hijacked streams -----------------------------------------------------------
+class _Hijacked:
+    """The raw connection under an upgraded HTTP response (attach, exec start).
+
+    http.client reads the response headers through a buffer that may already
+    hold the first bytes of the stream; they are kept and returned first.
+    """
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response  # keeps TLS sockets from being collected
+        reader = response.raw._fp.fp  # the BufferedReader http.client parsed
+        sock = reader.raw._sock
+        self.sock: socket.socket = sock
+        self._pending = _drain_buffer(reader, sock)
+
+    def take_pending(self) -> bytes:
+        pending, self._pending = self._pending, b""
+        return pending
+
+    def has_buffered(self) -> bool:
+        return bool(self._pending) or (
+            isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+        )
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv_nowait(self, size: int) -> bytes | None:
+        """Bytes available now; ``b""`` at the end; None if none yet."""
+        if self._pending:
+            return self.take_pending()
+        self.sock.setblocking(False)
+        try:
+            return self.sock.recv(size)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return None
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self._response.close()
+        except Exception:
+            pass
+        self.sock.close()
+
+
+def _drain_buffer(reader: io.BufferedReader, sock: socket.socket) -> bytes:
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        # peek() returns what is buffered, or reads once without blocking.
+        buffered = reader.peek(65536)
+        return reader.read(len(buffered)) if buffered else b""
+    except (OSError, ValueError):
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+class DockerTerminal:
+    """``TerminalStream`` over an attachment to a container's TTY.
+
+    With a TTY the stream is raw (no multiplexing). ``recv`` blocks until
+    output comes and returns ``b""`` once the engine closed the attachment (the
+    instance stopped or was removed); socket errors surface as ``OSError`` as
+    they would on a socket. Bytes that arrived together with the engine's
+    answer are returned by the first ``recv``: a caller waiting on
+    ``fileno()`` should call ``recv`` once right away if ``has_pending()``.
+    """
+
+    def __init__(self, stream: _Hijacked) -> None:
+        self._stream = stream
+        stream.sock.settimeout(None)  # a quiet terminal is not an error
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def has_pending(self) -> bool:
+        return self._stream.has_buffered()
+
+    def recv(self, size: int) -> bytes:
+        pending = self._stream.take_pending()
+        if pending:
+            return pending
+        return self._stream.sock.recv(size)
+
+    def sendall(self, data: bytes) -> None:
+        self._stream.sock.sendall(data)
+
+    def send(self, data: bytes) -> int:
+        return self._stream.sock.send(data)
+
+    def setblocking(self, flag: bool) -> None:
+        self._stream.sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _ended_stream() -> socket.socket:
+    """A stream with nothing to read: ``recv`` gives ``b""`` at once."""
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    return ours
+
+
+class _ExecOutput:
+    """Demultiplexes an exec stream: the leading pid line of stdout goes to
+    ``pid``; stdout and stderr go to ``data`` in arrival order, up to ``limit``
+    bytes (the rest is read and dropped so that the command can finish)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.pid: int | None = None
+        self._buffer = bytearray()
+        self._pid_line: bytearray | None = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        while len(self._buffer) >= 8:
+            size = int.from_bytes(self._buffer[4:8], "big")
+            if len(self._buffer) < 8 + size:
+                return
+            kind = self._buffer[0]
+            payload = bytes(self._buffer[8 : 8 + size])
+            del self._buffer[: 8 + size]
+            if kind == _STDOUT and self._pid_line is not None:
+                payload = self._take_pid(payload)
+            room = self.limit - len(self.data)
+            if room > 0:
+                self.data += payload[:room]
+
+    def _take_pid(self, payload: bytes) -> bytes:
+        assert self._pid_line is not None
+        line, newline, rest = payload.partition(b"\n")
+        self._pid_line += line
+        if not newline:
+            return b""
+        text = self._pid_line.decode("ascii", "replace").strip()
+        self.pid = int(text) if text.isdigit() else None
+        self._pid_line = None
+        return rest
+
+
+# -- files ----------------------------------------------------------------------
+def _check_path(path: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise DriverError(f"{path!r} is not an absolute path", permanent=True)
+    normal = posixpath.normpath(path)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
+    if normal == "/" or path.endswith("/"):
+        raise DriverError(f"{path!r} does not name a file", permanent=True)
+    return normal
+
+
+def _tar_of(path: str, data: bytes) -> bytes:
+    """An archive holding only the file: the engine creates missing parents
+    (root, 0755) and leaves existing ones as they are, whereas a directory
+    entry would reset an existing directory's mode (``/tmp`` would lose 1777)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo(path.lstrip("/"))
+        info.size = len(data)
+        info.mode = 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = int(time.time())
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _path_stat(response: requests.Response) -> dict:
+    try:
+        stat = json.loads(b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+        int(stat["mode"]), int(stat["size"])
+        return stat
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DriverError(f"the engine sent no usable file stat: {exc}") from exc
+
+
+def _read_capped(response: requests.Response, cap: int) -> bytes:
+    data = bytearray()
+    for chunk in response.iter_content(65536):
+        data += chunk
+        if len(data) > cap:
+            raise DriverError("the file grew while it was being read", permanent=False)
+    return bytes(data)
+
+
+def _file_in_tar(archive: bytes, path: str) -> bytes:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+            for member in tar:
+                if member.isfile():
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    return extracted.read()
+    except tarfile.TarError as exc:
+        raise DriverError(f"the engine sent a broken archive for {path}: {exc}") from exc
+    raise DriverError(f"{path} is not a regular file", permanent=True)

@@ -1,0 +1,528 @@
+"""In-memory drivers for unit tests of the web layer. Nothing runs on the host.
+
+* ``FakeDriver`` keeps its lab host in a module-level registry keyed by
+  ``url``, so every driver object built for one url in a process (one per
+  thread, one per request...) sees the same instances, as with a real engine.
+  ``exec`` answers through ``handle_exec`` (see there), the terminal echoes
+  what is typed to every attachment.
+* ``SlowDriver``: a ``FakeDriver`` whose ``create_instance`` takes ``delay``
+  seconds (option or class attribute), to test provisioning states.
+* ``BrokenDriver``: every call raises a transient "lab host unreachable".
+
+Call ``reset()`` between tests. ``FakeDriver.stop_instance`` stands in for an
+instance that stops by itself (exits, is OOM-killed).
+
+    driver = FakeDriver(url="fake://host1", deployment="test", images=["shell"])
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .base import (
+    LABEL_DEPLOYMENT,
+    LABEL_INSTANCE,
+    LABEL_KIND,
+    LABEL_NETWORK,
+    Created,
+    Driver,
+    DriverError,
+    ExecResult,
+    InstanceSpec,
+    InstanceStatus,
+    LabelledObject,
+    NotFound,
+    TerminalStream,
+)
+
+# Directories every fake instance has, besides the parents of its files.
+_BASE_DIRECTORIES = frozenset(
+    {"/", "/bin", "/dev", "/etc", "/home", "/proc", "/root", "/tmp", "/usr", "/var"}
+)
+
+
+@dataclass
+class _Network:
+    id: str
+    name: str
+    key: str
+    index: int
+    egress: bool
+    labels: dict[str, str]
+
+
+@dataclass
+class _Instance:
+    id: str
+    name: str
+    image: str
+    hostname: str
+    labels: dict[str, str]
+    log_max_bytes: int
+    network: str | None = None
+    ip: str | None = None
+    running: bool = True
+    exit_code: int | None = None
+    reason: str = ""
+    size: tuple[int, int] = (0, 0)  # cols, rows: a new TTY is 0x0, as on Docker
+    files: dict[str, bytes] = field(default_factory=dict)
+    output: bytearray = field(default_factory=bytearray)
+    terminals: list[_Terminal] = field(default_factory=list)
+
+    def directories(self) -> set[str]:
+        found = set(_BASE_DIRECTORIES)
+        for path in self.files:
+            parent = posixpath.dirname(path)
+            while parent not in found:
+                found.add(parent)
+                parent = posixpath.dirname(parent)
+        return found
+
+    def write_output(self, data: bytes) -> None:
+        self.output += data
+        excess = len(self.output) - self.log_max_bytes
+        if excess > 0:
+            del self.output[:excess]
+
+
+class _Host:
+    """One fake lab host: what an engine would hold."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.networks: dict[str, _Network] = {}  # by name
+        self.instances: dict[str, _Instance] = {}  # by id
+        self.next_network = 0
+
+    def instance(self, state: dict) -> _Instance:
+        found = self.instances.get(state.get("id", ""))
+        if found is None:
+            raise NotFound(f"no such instance: {state.get('name')}")
+        return found
+
+    def running(self, state: dict) -> _Instance:
+        instance = self.instance(state)
+        if not instance.running:
+            raise DriverError(f"instance {instance.name} is not running", permanent=True)
+        return instance
+
+    def ip_on(self, network_name: str) -> str:
+        network = self.networks[network_name]
+        taken = {i.ip for i in self.instances.values() if i.network == network_name}
+        host = next(n for n in range(2, 255) if f"10.99.{network.index}.{n}" not in taken)
+        return f"10.99.{network.index}.{host}"
+
+
+_HOSTS: dict[str, _Host] = {}
+_HOSTS_LOCK = threading.Lock()
+
+
+def _host(url: str) -> _Host:
+    with _HOSTS_LOCK:
+        return _HOSTS.setdefault(url, _Host())
+
+
+def reset() -> None:
+    """Forget every fake lab host, closing their terminals."""
+    with _HOSTS_LOCK:
+        hosts = list(_HOSTS.values())
+        _HOSTS.clear()
+    for host in hosts:
+        with host.lock:
+            for instance in host.instances.values():
+                _close_terminals(instance)
+
+
+def _new_id() -> str:
+    return secrets.token_hex(32)
+
+
+class FakeDriver(Driver):
+    """An in-memory lab host. Options: ``images`` (the image names it knows;
+    default: any image), ``log_max_bytes`` is taken from each spec's limits."""
+
+    def __init__(self, *, url: str, deployment: str, **options: object) -> None:
+        super().__init__(url=url, deployment=deployment, **options)
+        images = options.get("images")
+        known = isinstance(images, (list, tuple, set, frozenset)) and images
+        self.images: frozenset[str] | None = frozenset(images) if known else None
+        self.host = _host(url)
+
+    def _name(self, part: str) -> str:
+        return f"pg-{self.deployment}-{part}"
+
+    # -- exec: override to answer more commands ---------------------------------
+    def handle_exec(self, hostname: str, command: str) -> tuple[int, bytes]:
+        """The exit code and output of ``command`` on the instance ``hostname``.
+
+        Understands ``echo ARGS`` (ARGS back, a newline added) and
+        ``hostname``; anything else gives ``fake: COMMAND``. Always exit code 0.
+        """
+        text = command.strip()
+        if text == "echo" or text.startswith("echo "):
+            return 0, (text[5:] + "\n").encode()
+        if text == "hostname":
+            return 0, f"{hostname}\n".encode()
+        return 0, f"fake: {command}\n".encode()
+
+    def banner(self, hostname: str) -> bytes:
+        """What a new instance's terminal shows before anyone types."""
+        return f"root@{hostname}:/# ".encode()
+
+    # -- the host ---------------------------------------------------------------
+    def ping(self) -> None:
+        return None
+
+    # -- networks ---------------------------------------------------------------
+    def create_network(self, key: str, *, egress: bool = False) -> dict:
+        name = self._name(key)
+        with self.host.lock:
+            network = self.host.networks.get(name)
+            if network is None:
+                self.host.next_network += 1
+                network = _Network(
+                    id=_new_id(),
+                    name=name,
+                    key=key,
+                    index=self.host.next_network % 250,
+                    egress=egress,
+                    labels={
+                        LABEL_DEPLOYMENT: self.deployment,
+                        LABEL_KIND: "network",
+                        LABEL_NETWORK: key,
+                    },
+                )
+                self.host.networks[name] = network
+            elif network.egress != egress:
+                raise DriverError(
+                    f"network {name} exists with another egress policy", permanent=True
+                )
+        return {"id": network.id, "name": name, "key": key}
+
+    def remove_network(self, network: dict) -> None:
+        with self.host.lock:
+            found = self.host.networks.get(network.get("name", ""))
+            if found is None or found.id != network.get("id"):
+                return
+            if any(i.network == found.name for i in self.host.instances.values()):
+                raise DriverError(f"network {found.name} still has instances on it")
+            del self.host.networks[found.name]
+
+    # -- instances --------------------------------------------------------------
+    def create_instance(self, spec: InstanceSpec) -> Created:
+        if self.images is not None and spec.image not in self.images:
+            raise DriverError(f"image {spec.image!r} is not on the lab host", permanent=True)
+        name = self._name(spec.instance_id)
+        with self.host.lock:
+            network = spec.network["name"] if spec.network else None
+            if network is not None and network not in self.host.networks:
+                raise DriverError(f"network {network} does not exist", permanent=True)
+            existing = next((i for i in self.host.instances.values() if i.name == name), None)
+            if existing is not None:  # a retried call
+                instance = existing
+            else:
+                instance = _Instance(
+                    id=_new_id(),
+                    name=name,
+                    image=spec.image,
+                    hostname=spec.hostname,
+                    log_max_bytes=spec.limits.log_max_bytes,
+                    labels={
+                        LABEL_DEPLOYMENT: self.deployment,
+                        LABEL_KIND: "instance",
+                        LABEL_INSTANCE: spec.instance_id,
+                    },
+                    files={"/etc/hostname": f"{spec.hostname}\n".encode()},
+                )
+                instance.write_output(self.banner(spec.hostname))
+                if network is not None:
+                    instance.network = network
+                    instance.ip = self.host.ip_on(network)
+                self.host.instances[instance.id] = instance
+        state = {"id": instance.id, "name": name, "network": network, "hostname": spec.hostname}
+        return Created(state=state, ip=instance.ip)
+
+    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+        with self.host.lock:
+            instance = self.host.instance(state)
+            if network.get("name") not in self.host.networks:
+                raise NotFound(f"no such network: {network.get('name')}")
+            if instance.network != network["name"]:
+                instance.network = network["name"]
+                instance.ip = self.host.ip_on(network["name"])
+            ip = instance.ip
+        return Created(state={**state, "network": network["name"], "hostname": hostname}, ip=ip)
+
+    def remove_instance(self, state: dict) -> None:
+        with self.host.lock:
+            instance = self.host.instances.pop(state.get("id", ""), None)
+            if instance is not None:
+                _close_terminals(instance)
+
+    def inspect(self, state: dict) -> InstanceStatus:
+        with self.host.lock:
+            instance = self.host.instances.get(state.get("id", ""))
+            if instance is None:
+                return InstanceStatus(state="missing", reason="no such container")
+            if instance.running:
+                return InstanceStatus(state="running", ip=instance.ip)
+            return InstanceStatus(
+                state="stopped", exit_code=instance.exit_code, reason=instance.reason
+            )
+
+    def stop_instance(
+        self, state: dict, *, exit_code: int = 137, reason: str = "OOMKilled"
+    ) -> None:
+        """Test helper: the instance stops by itself; its terminals close."""
+        with self.host.lock:
+            instance = self.host.instance(state)
+            instance.running = False
+            instance.exit_code = exit_code
+            instance.reason = reason
+            _close_terminals(instance)
+
+    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+        with self.host.lock:
+            hostname = self.host.running(state).hostname
+        exit_code, output = self.handle_exec(hostname, command)
+        return ExecResult(exit_code=exit_code, output=output[: self.exec_output_limit])
+
+    def put_file(self, state: dict, path: str, data: bytes) -> None:
+        path = _check_path(path)
+        with self.host.lock:
+            instance = self.host.instance(state)
+            if path in instance.directories():
+                raise DriverError(f"cannot write {path}: it is a directory", permanent=True)
+            parent = posixpath.dirname(path)
+            while parent != "/":
+                if parent in instance.files:
+                    raise DriverError(
+                        f"cannot write {path}: {parent} is not a directory", permanent=True
+                    )
+                parent = posixpath.dirname(parent)
+            instance.files[path] = bytes(data)
+
+    def get_file(self, state: dict, path: str) -> bytes:
+        path = _check_path(path)
+        with self.host.lock:
+            instance = self.host.instance(state)
+            if path in instance.directories():
+                raise DriverError(f"{path} is a directory", permanent=True)
+            data = instance.files.get(path)
+        if data is None:
+            raise NotFound(f"no such file: {path}")
+        if len(data) > self.file_size_limit:
+            raise DriverError(f"{path} is larger than {self.file_size_limit} bytes", permanent=True)
+        return data
+
+    # -- the terminal -----------------------------------------------------------
+    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+        with self.host.lock:
+            instance = self.host.instance(state)
+            if not instance.running:  # as on Docker: a stream that ends at once
+                client, far = socket.socketpair()
+                far.close()
+                return client
+            # Taken under the host lock: no output falls between the two.
+            terminal = _Terminal(
+                self.host, instance, replay=bytes(instance.output) if replay else b""
+            )
+            instance.terminals.append(terminal)
+        terminal.start()
+        return terminal.client
+
+    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+        with self.host.lock:
+            self.host.running(state).size = (cols, rows)
+
+    def terminal_size(self, state: dict) -> tuple[int, int]:
+        """Test helper: (cols, rows) of the instance's TTY."""
+        with self.host.lock:
+            return self.host.instance(state).size
+
+    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+        with self.host.lock:
+            data = bytes(self.host.instance(state).output)
+        if max_bytes <= 0:
+            return b""
+        if len(data) <= max_bytes:
+            return data
+        data = data[-max_bytes:]
+        newline = data.find(b"\n")
+        return data[newline + 1 :] if newline != -1 else data
+
+    # -- housekeeping -----------------------------------------------------------
+    def list_objects(self) -> list[LabelledObject]:
+        with self.host.lock:
+            found = [
+                LabelledObject("container", i.id, i.name, dict(i.labels))
+                for i in self.host.instances.values()
+                if i.labels[LABEL_DEPLOYMENT] == self.deployment
+            ]
+            found += [
+                LabelledObject("network", n.id, n.name, dict(n.labels))
+                for n in self.host.networks.values()
+                if n.labels[LABEL_DEPLOYMENT] == self.deployment
+            ]
+        return found
+
+    def remove_object(self, obj: LabelledObject) -> None:
+        if obj.labels.get(LABEL_DEPLOYMENT) != self.deployment:
+            raise DriverError(
+                f"{obj.kind} {obj.name} belongs to another deployment", permanent=True
+            )
+        with self.host.lock:
+            if obj.kind == "container":
+                self.remove_instance({"id": obj.id})
+            elif obj.kind == "network":
+                for instance in self.host.instances.values():
+                    if instance.network == obj.name:
+                        instance.network = instance.ip = None
+                self.remove_network({"id": obj.id, "name": obj.name})
+
+
+class SlowDriver(FakeDriver):
+    """A ``FakeDriver`` whose instances take ``delay`` seconds to start."""
+
+    delay = 1.0
+
+    def __init__(self, *, url: str, deployment: str, **options: object) -> None:
+        super().__init__(url=url, deployment=deployment, **options)
+        self.delay = float(options.get("delay", self.delay))  # type: ignore[arg-type]
+
+    def create_instance(self, spec: InstanceSpec) -> Created:
+        time.sleep(self.delay)
+        return super().create_instance(spec)
+
+
+class BrokenDriver(Driver):
+    """A lab host that never answers: every call raises a transient error."""
+
+    def _fail(self) -> DriverError:
+        return DriverError(f"lab host unreachable: {self.url} (broken driver)", permanent=False)
+
+    def ping(self) -> None:
+        raise self._fail()
+
+    def create_network(self, key: str, *, egress: bool = False) -> dict:
+        raise self._fail()
+
+    def remove_network(self, network: dict) -> None:
+        raise self._fail()
+
+    def create_instance(self, spec: InstanceSpec) -> Created:
+        raise self._fail()
+
+    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+        raise self._fail()
+
+    def remove_instance(self, state: dict) -> None:
+        raise self._fail()
+
+    def inspect(self, state: dict) -> InstanceStatus:
+        raise self._fail()
+
+    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+        raise self._fail()
+
+    def put_file(self, state: dict, path: str, data: bytes) -> None:
+        raise self._fail()
+
+    def get_file(self, state: dict, path: str) -> bytes:
+        raise self._fail()
+
+    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+        raise self._fail()
+
+    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+        raise self._fail()
+
+    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+        raise self._fail()
+
+    def list_objects(self) -> list[LabelledObject]:
+        raise self._fail()
+
+    def remove_object(self, obj: LabelledObject) -> None:
+        raise self._fail()
+
+
+class _Terminal:
+    """One attachment: a socketpair whose far end a thread pumps. What is sent
+    on any attachment is echoed to all of them and kept for the replay."""
+
+    def __init__(self, host: _Host, instance: _Instance, *, replay: bytes = b"") -> None:
+        self.client, self._far = socket.socketpair()
+        self._host = host
+        self._instance = instance
+        self._send_lock = threading.Lock()  # pumps of several peers deliver here
+        self._replay = replay
+        if replay:  # peers' output waits until the pump has sent the replay
+            self._send_lock.acquire()
+        self._thread = threading.Thread(
+            target=self._pump, name=f"fake-tty-{instance.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _pump(self) -> None:
+        if self._replay:
+            try:
+                self._far.sendall(self._replay)
+            except OSError:
+                pass
+            finally:
+                self._replay = b""
+                self._send_lock.release()
+        try:
+            while True:
+                try:
+                    data = self._far.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                with self._host.lock:
+                    self._instance.write_output(data)
+                    peers = list(self._instance.terminals)
+                for peer in peers:
+                    peer.deliver(data)
+        finally:
+            with self._host.lock:
+                if self in self._instance.terminals:
+                    self._instance.terminals.remove(self)
+            self._far.close()
+
+    def deliver(self, data: bytes) -> None:
+        try:
+            with self._send_lock:
+                self._far.sendall(data)
+        except OSError:
+            pass  # that viewer is gone
+
+    def hang_up(self) -> None:
+        try:
+            self._far.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _close_terminals(instance: _Instance) -> None:
+    for terminal in list(instance.terminals):
+        terminal.hang_up()
+    instance.terminals.clear()
+
+
+def _check_path(path: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise DriverError(f"{path!r} is not an absolute path", permanent=True)
+    normal = "/" + posixpath.normpath(path).lstrip("/")
+    if normal == "/" or path.endswith("/"):
+        raise DriverError(f"{path!r} does not name a file", permanent=True)
+    return normal
