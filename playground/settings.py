@@ -163,7 +163,10 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "pg-channels"},
+        # redis-py reads with a 5 s timeout by default, as long as the layer's
+        # BZPOPMIN waits: on a busy event loop the timeout won the race and
+        # killed consumers with a TimeoutError. Give the read time to spare.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "pg-channels"},
     }
 }
 
@@ -181,7 +184,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(STATE_DIR / "static")))
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STATICFILES_DIRS = [BASE_DIR / "static"]
+try:  # whitenoise warns at every request when the directory is missing
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+    (BASE_DIR / "static").mkdir(exist_ok=True)
+except OSError:
+    pass
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_REDIRECT_URL = "/"
 STORAGES = {
@@ -277,6 +285,23 @@ PLAYGROUND_HOST_DOWN_GRACE = env_float("PLAYGROUND_HOST_DOWN_GRACE", 30.0, minim
 # Activity (exec, terminal input) is noted in the cache and written to the
 # database at most this often per session.
 PLAYGROUND_ACTIVITY_FLUSH_SECONDS = env_float("PLAYGROUND_ACTIVITY_FLUSH_SECONDS", 5.0, minimum=0.0)
+
+# Browser terminal (the shared TTY of each instance, API.md "Terminal").
+# Output kept per instance and replayed to a new connection (at least 64 KiB).
+PLAYGROUND_TERMINAL_REPLAY_KB = env_int("PLAYGROUND_TERMINAL_REPLAY_KB", 256, minimum=64)
+# How long a TTY attachment stays open after its last viewer leaves (a reload
+# reattaches without losing anything).
+PLAYGROUND_TERMINAL_LINGER_SECONDS = env_float("PLAYGROUND_TERMINAL_LINGER_SECONDS", 10.0, minimum=0.0)
+# Threads doing blocking socket work for attachments (one per busy TTY).
+PLAYGROUND_TERMINAL_THREADS = env_int("PLAYGROUND_TERMINAL_THREADS", 64, minimum=4)
+# Input a connection may send: a sustained rate and a burst (KiB), and frames
+# per second with their burst; over them the socket closes with 4429.
+PLAYGROUND_TERMINAL_INPUT_KB_RATE = env_int("PLAYGROUND_TERMINAL_INPUT_KB_RATE", 1024, minimum=1)
+PLAYGROUND_TERMINAL_INPUT_KB_BURST = env_int("PLAYGROUND_TERMINAL_INPUT_KB_BURST", 4096, minimum=1)
+PLAYGROUND_TERMINAL_FRAME_RATE = env_int("PLAYGROUND_TERMINAL_FRAME_RATE", 1000, minimum=1)
+PLAYGROUND_TERMINAL_FRAME_BURST = env_int("PLAYGROUND_TERMINAL_FRAME_BURST", 5000, minimum=1)
+# Input queued for a TTY that is not reading (a paste into a busy program).
+PLAYGROUND_TERMINAL_INPUT_BUFFER_KB = env_int("PLAYGROUND_TERMINAL_INPUT_BUFFER_KB", 4096, minimum=64)
 
 LOGGING = {
     "version": 1,

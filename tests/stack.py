@@ -77,8 +77,12 @@ class Stack:
                                "--concurrency", "8", "-l", "info", "--without-mingle", "--without-gossip"])
         self._spawn("beat", [PYTHON, "-m", "celery", "-A", "playground", "beat", "-l", "info",
                              "-s", str(self.workdir / "celerybeat-schedule")])
-        wait_for(self._web_answers, timeout=30, what="Daphne to answer")
-        wait_for(lambda: "ready" in self.log("worker"), timeout=30, what="the Celery worker to be ready")
+        try:
+            wait_for(self._web_answers, timeout=30, what="Daphne to answer")
+            wait_for(lambda: "ready" in self.log("worker"), timeout=30, what="the Celery worker to be ready")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -93,7 +97,7 @@ class Stack:
         try:
             requests.get(self.url + "/healthz", timeout=2)
             return True
-        except requests.ConnectionError:
+        except requests.RequestException:
             return False
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -299,6 +300,7 @@ def end_session(*, session: Session, reason: str = "ended by its owner") -> None
     if not claimed:
         session.refresh_from_db()
         _require_live(session)
+    notify_session(session_id=session.id, event={"type": "session.status", "state": "session_over"})
     teardown_session(session_id=session.id)
     log.info("session %s ended: %s", session.id, reason)
 
@@ -331,6 +333,7 @@ def extend_session(*, session: Session) -> Session:
     if not extended:
         _require_live(session)
         raise LimitReached(f"This session was already extended {session.extensions} time(s), the most allowed.")
+    notify_session(session_id=session.id, event={"type": "session.expiry", "expires_at": _iso(session.expires_at)})
     return session
 
 
@@ -352,6 +355,7 @@ def expire_due_sessions() -> list[str]:
         )
         if claimed:
             expired.append(session.id)
+            notify_session(session_id=session.id, event={"type": "session.status", "state": "session_over"})
             transaction.on_commit(lambda sid=session.id: _queue_teardown(sid))
             log.info("session %s expired: %s", session.id, reason)
     return expired
@@ -361,6 +365,78 @@ def _queue_teardown(session_id: str) -> None:
     from .tasks import teardown_session as task
 
     task.delay(session_id)
+
+
+# -- terminals ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TerminalTarget:
+    """What the terminal WebSocket needs to know of an instance."""
+
+    instance_id: str
+    session_id: str
+    state: str
+    """The instance's state (``provisioning``, ``running``, ``stopped``, ``failed``)."""
+    host: str
+    driver_state: dict | None
+    expires_at: str
+    reason: str
+
+
+def terminal_target(*, user, instance_id: str) -> TerminalTarget:
+    """The instance of a live session of ``user`` whose terminal they open.
+
+    Raises ``NotFoundError`` for an unknown instance or someone else's (alike,
+    existence is not revealed) and ``SessionOver`` once its session ended.
+    """
+    instance = (
+        Instance.objects.select_related("session")
+        .filter(id=instance_id, session__owner=user)
+        .first()
+    )
+    if instance is None:
+        raise NotFoundError("No such instance.")
+    _require_live(instance.session)
+    return TerminalTarget(
+        instance_id=instance.id,
+        session_id=instance.session_id,
+        state=instance.state,
+        host=instance.host,
+        driver_state=instance.driver_state,
+        expires_at=_iso(instance.session.expires_at),
+        reason=instance.reason,
+    )
+
+
+def session_group(session_id: str) -> str:
+    """The channel-layer group of a session's open terminals."""
+    return f"session-{session_id}"
+
+
+def notify_session(*, session_id: str, event: dict) -> None:
+    """Send a small event (``session.status``, ``session.expiry``) to the
+    session's open terminals once the transaction commits. Best effort: an
+    unreachable channel layer is logged, never raised (terminals also notice a
+    session's end when its containers go)."""
+
+    def send() -> None:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        try:
+            layer = get_channel_layer()
+            if layer is not None:
+                async_to_sync(layer.group_send)(session_group(session_id), event)
+        except Exception as exc:  # noqa: BLE001 - any layer failure is the same to us
+            log.warning("could not notify the terminals of session %s: %s", session_id, exc)
+
+    transaction.on_commit(send)
+
+
+def _iso(moment) -> str:
+    """A time as the API writes it (ISO 8601, ``Z`` for UTC)."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 # -- activity ----------------------------------------------------------------------------

@@ -1,0 +1,323 @@
+"""Terminal latency and throughput, measured on the real stack.
+
+Starts its own playground (Daphne, a Celery worker and beat, under a deployment
+label of its own) against the project's engine and Redis, unless --url and
+--token point it at a running one. On one instance's terminal WebSocket:
+
+* keystroke echo: one byte sent (to ``cat``, the TTY echoes it), time until
+  it comes back; p50/p99 over --keystrokes;
+* output throughput: a command printing --megabytes MB, acknowledged as a
+  browser does (every frame), every byte counted until the end marker;
+
+then the same with --sessions sessions open at once (each with a connected
+terminal printing a line a second, driven from another process), and the same
+figures on a raw attach to the engine with no web tier (the floor). Prints
+numbers, asserts nothing.
+
+    .venv/bin/python bench/terminal.py [--keystrokes 300] [--megabytes 50] [--sessions 50]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.session_start import machine, pct  # noqa: E402
+from tests.stack import ENGINE, Stack  # noqa: E402
+
+END = b"__END__"
+ACK_EVERY = 64 * 1024
+# The command typed to print the flood, and the marker after it (split in the
+# command line so that its echo does not match).
+FLOOD = ("yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvw | head -c {size}; "
+         "echo; echo __EN''D__\n")
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Token {token}"
+        self.token = token
+
+    def start(self) -> tuple[str, str]:
+        created = self.http.post(self.url + "/api/sessions/", json={}, timeout=60)
+        created.raise_for_status()
+        session = created.json()
+        iid = session["instances"][0]["id"]
+        answer = self.http.post(f"{self.url}/api/sessions/{session['id']}/instances/{iid}/exec/",
+                                json={"command": "true", "timeout": 120}, timeout=150)
+        answer.raise_for_status()
+        return session["id"], iid
+
+    def end(self, sid: str) -> None:
+        self.http.delete(f"{self.url}/api/sessions/{sid}/", timeout=120)
+
+
+# -- through the web tier ----------------------------------------------------------------
+
+class WebTerminal:
+    def __init__(self, api: Api, iid: str) -> None:
+        self.url = api.url.replace("http://", "ws://") + f"/ws/instances/{iid}/terminal/"
+        self.headers = {"Authorization": f"Token {api.token}"}
+
+    async def __aenter__(self) -> WebTerminal:
+        self.unacked = 0
+        self.ws = await connect(self.url, additional_headers=self.headers, compression=None,
+                                max_size=4 * 1024 * 1024, max_queue=64)
+        await self.ws.send(json.dumps({"type": "ack", "bytes": 0}))
+        await self.ws.send(json.dumps({"type": "resize", "cols": 120, "rows": 40}))
+        await self.until(lambda out, events: any(e.get("state") == "running" for e in events))
+        await self.quiet()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.ws.close()
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def chunk(self) -> bytes:
+        """The next output frame; events are skipped. Output is acknowledged as
+        the browser client does: every 64 KiB, and when the terminal is quiet."""
+        while True:
+            frame = await self.ws.recv()
+            if isinstance(frame, bytes):
+                self.unacked += len(frame)
+                if self.unacked >= ACK_EVERY:
+                    await self.flush_acks()
+                return frame
+
+    async def flush_acks(self) -> None:
+        if self.unacked:
+            await self.ws.send(json.dumps({"type": "ack", "bytes": self.unacked}))
+            self.unacked = 0
+
+    async def until(self, done, timeout: float = 60) -> None:
+        out, events = bytearray(), []
+        async with asyncio.timeout(timeout):
+            while not done(out, events):
+                frame = await self.ws.recv()
+                if isinstance(frame, bytes):
+                    out += frame
+                    await self.ws.send(json.dumps({"type": "ack", "bytes": len(frame)}))
+                else:
+                    events.append(json.loads(frame))
+
+    async def quiet(self, seconds: float = 0.5) -> None:
+        while True:
+            await self.flush_acks()
+            try:
+                async with asyncio.timeout(seconds):
+                    await self.chunk()
+            except TimeoutError:
+                return
+
+
+async def web_echo(term, n: int) -> list[float]:
+    await term.send(b"cat > /dev/null\n")
+    await asyncio.sleep(0.5)
+    await term.quiet()
+    latencies = []
+    for i in range(n):
+        started = time.perf_counter()
+        await term.send(b"x")
+        while b"x" not in await term.chunk():
+            pass
+        latencies.append(time.perf_counter() - started)
+        if i % 100 == 99:  # keep the line short
+            await term.send(b"\n")
+            await term.quiet(0.2)
+    await term.send(b"\x03")
+    await term.quiet()
+    return latencies
+
+
+async def web_throughput(term, size: int) -> tuple[int, float]:
+    await term.quiet()
+    started = time.perf_counter()
+    await term.send(FLOOD.format(size=size).encode())
+    total = 0
+    tail = b""
+    while True:
+        chunk = await term.chunk()
+        total += len(chunk)
+        if END in tail + chunk:
+            return total, time.perf_counter() - started
+        tail = chunk[-len(END):]
+
+
+# -- the floor: a raw attachment, no web tier ---------------------------------------------
+
+class RawTerminal:
+    def __init__(self, deployment: str, iid: str) -> None:
+        from sandboxes.docker import DockerDriver
+
+        self.driver = DockerDriver(url=ENGINE, deployment=deployment)
+        name = self.driver.container_name(iid)
+        self.state = {"id": self.driver.api.inspect_container(name)["Id"], "name": name}
+
+    async def __aenter__(self) -> RawTerminal:
+        self.stream = self.driver.attach(self.state)
+        self.stream.setblocking(False)
+        self.loop = asyncio.get_running_loop()
+        self.ready = asyncio.Event()
+        self.loop.add_reader(self.stream.fileno(), self.ready.set)
+        self.ready.set()
+        await self.quiet()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.loop.remove_reader(self.stream.fileno())
+        self.stream.close()
+
+    async def send(self, data: bytes) -> None:
+        self.stream.setblocking(True)
+        self.stream.sendall(data)
+        self.stream.setblocking(False)
+
+    async def chunk(self) -> bytes:
+        while True:
+            await self.ready.wait()
+            try:
+                data = self.stream.recv(256 * 1024)
+            except BlockingIOError:
+                self.ready.clear()
+                continue
+            if not data:
+                raise EOFError("the attachment closed")
+            return data
+
+    async def quiet(self, seconds: float = 0.5) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(seconds):
+                    await self.chunk()
+            except TimeoutError:
+                return
+
+
+# -- the report ----------------------------------------------------------------------------
+
+def report_echo(label: str, latencies: list[float]) -> None:
+    print(f"  {label:34} echo p50 {pct(latencies, 50) * 1000:6.2f} ms  p99 {pct(latencies, 99) * 1000:6.2f} ms"
+          f"  max {max(latencies) * 1000:6.2f} ms  (n={len(latencies)})")
+
+
+def report_throughput(label: str, total: int, seconds: float) -> None:
+    print(f"  {label:34} output {total / seconds / 1e6:6.1f} MB/s  ({total / 1e6:.1f} MB in {seconds:.2f} s)")
+
+
+async def measure(term, args, label: str) -> None:
+    report_echo(label, await web_echo(term, args.keystrokes))
+    total, seconds = await web_throughput(term, args.megabytes * 1_000_000)
+    report_throughput(label, total, seconds)
+
+
+async def background(api: Api, iid: str, stop: asyncio.Event) -> None:
+    async with WebTerminal(api, iid) as term:
+        await term.send(b"while sleep 1; do echo tick $(date +%s); done\n")
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(0.5):
+                    await term.chunk()
+            except TimeoutError:
+                pass
+        await term.send(b"\x03")
+
+
+def background_load(url: str, token: str, iids: list[str], ready, stop) -> None:
+    """The other sessions' terminals, in a process of their own so that their
+    client work does not delay the measuring client."""
+
+    async def run() -> None:
+        api = Api(url, token)
+        done = asyncio.Event()
+        tasks = [asyncio.create_task(background(api, iid, done)) for iid in iids]
+        await asyncio.sleep(2)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        done.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+async def run(api: Api, deployment: str, args) -> None:
+    import multiprocessing
+
+    sid, iid = api.start()
+    others: list[tuple[str, str]] = []
+    try:
+        print("one session:")
+        async with WebTerminal(api, iid) as term:
+            await measure(term, args, "web tier (Daphne)")
+        async with RawTerminal(deployment, iid) as raw:
+            await measure(raw, args, "raw engine attach (floor)")
+
+        print(f"with {args.sessions} sessions open, each terminal connected and printing a line a second:")
+        for _ in range(args.sessions - 1):
+            others.append(api.start())
+        context = multiprocessing.get_context("spawn")
+        ready, stop = context.Event(), context.Event()
+        load = context.Process(target=background_load,
+                               args=(api.url, api.token, [i for _, i in others], ready, stop))
+        load.start()
+        await asyncio.to_thread(ready.wait, 120)
+        try:
+            async with WebTerminal(api, iid) as term:
+                await measure(term, args, f"web tier, {args.sessions} sessions")
+            async with RawTerminal(deployment, iid) as raw:
+                await measure(raw, args, f"raw engine attach, {args.sessions} sessions")
+        finally:
+            stop.set()
+            load.join(timeout=60)
+    finally:
+        for other_sid, _ in others:
+            api.end(other_sid)
+        api.end(sid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keystrokes", type=int, default=300)
+    parser.add_argument("--megabytes", type=int, default=50)
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--url", help="a running playground (default: start one)")
+    parser.add_argument("--token", help="API token for --url")
+    parser.add_argument("--deployment", help="the running playground's deployment label (for the raw attach)")
+    args = parser.parse_args()
+
+    stack = None
+    if args.url:
+        url, token, deployment = args.url.rstrip("/"), args.token, args.deployment
+    else:
+        stack = Stack(Path(tempfile.mkdtemp(prefix="bench-")), redis_db=14, env={
+            "PLAYGROUND_SESSION_RATE_USER": "100000/min",
+            "PLAYGROUND_MAX_SESSIONS_USER": str(args.sessions + 5),
+            "PLAYGROUND_HOST_CAPACITY": str(max(100, args.sessions + 10)),
+            "PLAYGROUND_LOG_LEVEL": "WARNING",
+        }).start()
+        url, token, deployment = stack.url, stack.token("bench"), stack.deployment
+    try:
+        print(f"machine: {machine()}")
+        print(f"image: {os.environ.get('PLAYGROUND_IMAGE_SHELL', 'playground-shell:latest')}")
+        asyncio.run(run(Api(url, token), deployment, args))
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()

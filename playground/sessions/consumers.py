@@ -1,0 +1,323 @@
+"""The terminal WebSocket, ``/ws/instances/{iid}/terminal/`` (API.md).
+
+Thin: the handshake's caller comes from ``playground.wsauth``, the rules from
+``actions``, the shared TTY from ``terminal.Hub``. The session's channel-layer
+group (``actions.session_group``) brings its status and expiry events; the
+terminal's bytes never go through the channel layer.
+
+Control: the owner is always in control (``{"type": "control", "by":
+"owner"}``). Classes, and so instructors, do not exist yet: ``takeover`` and
+``release`` from the owner change nothing and are answered with the control
+event again.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from playground.errors import NotFoundError, SessionOver
+
+from . import actions, terminal
+
+log = logging.getLogger(__name__)
+
+GONE = 4404
+SESSION_OVER = 4410
+RATE_LIMITED = 4429
+
+# Sane terminal sizes; xterm.js reports what fits its element.
+COLS = (2, 1000)
+ROWS = (2, 500)
+PROVISIONING_POLL = 0.1
+
+
+class TokenBucket:
+    """``rate`` a second, up to ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self, amount: float) -> float:
+        """0 if ``amount`` may pass now, else the seconds until it could."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return 0.0
+        return (amount - self.tokens) / self.rate
+
+
+class TerminalConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope, receive, send):
+        """Channels' loop, leaner on the keystroke path: the socket's messages
+        are awaited straight from Daphne's queue in this task, and the channel
+        layer's (rare) events in a task of their own, where Channels would make
+        and wait on a new task for every message of either."""
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        events = None
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            events = asyncio.get_running_loop().create_task(self._layer_events())
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        finally:
+            if events is not None:
+                events.cancel()
+
+    async def _layer_events(self) -> None:
+        while True:
+            try:
+                event = await self.channel_layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis may be back soon; the terminal goes on
+                log.warning("terminal of %s: channel layer: %s", getattr(self, "instance_id", "?"), exc)
+                await asyncio.sleep(1.0)
+                continue
+            await self.dispatch(event)
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections before every message, a
+        # hop to its one database thread per keystroke; our database calls run
+        # through terminal.db, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        try:
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            log.exception("terminal of %s failed", getattr(self, "instance_id", "?"))
+            self._leave()
+            raise  # Daphne closes the socket with 1011
+
+    # -- connecting ------------------------------------------------------------------
+    async def connect(self) -> None:
+        self.hub: terminal.Hub | None = None
+        self.viewer = terminal.Viewer()
+        self.group: str | None = None
+        self.tasks: set[asyncio.Task] = set()
+        self.early_input = bytearray()
+        self.size: tuple[int, int] | None = None
+        self.last_activity = 0.0
+        self.instance_id = self.scope["url_route"]["kwargs"]["iid"]
+        self.user = self.scope["user"]
+        self.input_bytes = TokenBucket(
+            settings.PLAYGROUND_TERMINAL_INPUT_KB_RATE * 1024,
+            settings.PLAYGROUND_TERMINAL_INPUT_KB_BURST * 1024,
+        )
+        self.input_frames = TokenBucket(
+            settings.PLAYGROUND_TERMINAL_FRAME_RATE,
+            settings.PLAYGROUND_TERMINAL_FRAME_BURST,
+        )
+        # Close codes only reach a browser after the handshake: accept first.
+        await self.accept()
+        self._spawn(self._send_frames())
+        try:
+            target = await self._lookup()
+        except NotFoundError:
+            return self.viewer.close(GONE)
+        except SessionOver:
+            return self._session_over()
+        self.session_id = target.session_id
+        try:
+            await self.channel_layer.group_add(actions.session_group(target.session_id), self.channel_name)
+            self.group = actions.session_group(target.session_id)
+        except Exception as exc:  # noqa: BLE001 - the hub notices a session's end by itself too
+            log.warning("terminal of %s: no session events: %s", self.instance_id, exc)
+        if target.state == "running":
+            self._join(target)
+        elif target.state == "provisioning":
+            self.viewer.event({"type": "status", "state": "provisioning"})
+            self._spawn(self._wait_running())
+        else:
+            self.viewer.event({"type": "status", "state": "exited"})
+        self.viewer.event({"type": "control", "by": "owner"})
+        self.viewer.event({"type": "expiry", "expires_at": target.expires_at})
+
+    def _lookup(self):
+        return terminal.db(actions.terminal_target)(user=self.user, instance_id=self.instance_id)
+
+    def _join(self, target: actions.TerminalTarget) -> None:
+        user, instance_id = self.user, self.instance_id
+
+        def refresh():
+            return terminal.db(actions.terminal_target)(user=user, instance_id=instance_id)
+
+        self.hub = terminal.hub_for(target, refresh=refresh)
+        self.hub.join(self.viewer)
+        if self.size:
+            self.hub.resize(*self.size)
+        if self.early_input:
+            self._write(bytes(self.early_input))
+            self.early_input.clear()
+
+    async def _wait_running(self) -> None:
+        """Poll a provisioning instance until it runs (workers write no events)."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(PROVISIONING_POLL if time.monotonic() - started < 60 else 1.0)
+            try:
+                target = await self._lookup()
+            except NotFoundError:
+                return self.viewer.close(GONE)
+            except SessionOver:
+                return self._session_over()
+            if target.state == "running":
+                return self._join(target)
+            if target.state != "provisioning":
+                return self.viewer.event({"type": "status", "state": "exited"})
+
+    async def disconnect(self, code: int) -> None:
+        self._leave()
+        if self.group:
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception as exc:  # noqa: BLE001 - the group entry expires by itself
+                log.info("terminal of %s: leaving the session group: %s", self.instance_id, exc)
+
+    def _leave(self) -> None:
+        for task in getattr(self, "tasks", ()):
+            task.cancel()
+        if getattr(self, "hub", None) is not None:
+            self.hub.leave(self.viewer)
+            self.hub = None
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send_frames(self) -> None:
+        """The one sender of this socket: output, events and the close, in order."""
+        while True:
+            for frame in await self.viewer.frames():
+                if isinstance(frame, bytes):
+                    await self.send(bytes_data=frame)
+                elif isinstance(frame, str):
+                    await self.send(text_data=frame)
+                else:
+                    await self.close(code=frame)
+                    return
+
+    # -- from the client -------------------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.viewer.closed:
+            return
+        if bytes_data is not None:
+            if self._limited(self.input_frames.take(1), self.input_bytes.take(len(bytes_data))):
+                return
+            self._write(bytes_data)
+            self._note_activity()
+            return
+        try:
+            message = json.loads(text_data)
+            kind = message["type"]
+        except (ValueError, TypeError, KeyError):
+            return self._error("invalid", "Text frames are JSON objects with a \"type\".")
+        if kind != "ack" and self._limited(self.input_frames.take(1)):
+            return
+        handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
+        if handler is None:
+            return self._error("invalid", f"Unknown message type {kind!r}.")
+        handler(message)
+
+    def _on_ack(self, message: dict) -> None:
+        size = message.get("bytes")
+        if not _is_int(size) or size < 0:
+            return self._error("invalid", "ack needs \"bytes\", a count of bytes >= 0.")
+        if self.hub is not None:
+            self.hub.acknowledge(self.viewer, size)
+        else:
+            self.viewer.acknowledge(size)
+
+    def _on_resize(self, message: dict) -> None:
+        cols, rows = message.get("cols"), message.get("rows")
+        if not (_is_int(cols) and _is_int(rows)):
+            return self._error("invalid", "resize needs integer \"cols\" and \"rows\".")
+        self.size = (min(max(cols, COLS[0]), COLS[1]), min(max(rows, ROWS[0]), ROWS[1]))
+        if self.hub is not None:
+            self.hub.resize(*self.size)
+
+    def _on_ping(self, message: dict) -> None:
+        self.viewer.event({"type": "pong"})
+
+    def _on_takeover(self, message: dict) -> None:
+        # Only a class's instructor takes over; the owner is in control already.
+        self.viewer.event({"type": "control", "by": "owner"})
+
+    _on_release = _on_takeover
+
+    def _write(self, data: bytes) -> None:
+        if self.hub is None:
+            if len(self.early_input) + len(data) > terminal.limits().input_buffer:
+                return self._rate_limited(5, "The terminal is not taking input this fast.")
+            self.early_input += data
+            return
+        try:
+            self.hub.write(data)
+        except terminal.InputOverflow:
+            self._rate_limited(5, "The terminal is not taking input this fast.")
+
+    def _limited(self, *waits: float) -> bool:
+        wait = max(waits)
+        if wait > 0:
+            self._rate_limited(wait, "Too much input; slow down.")
+            return True
+        return False
+
+    def _rate_limited(self, wait: float, message: str) -> None:
+        self.viewer.event(
+            {"type": "error", "code": "rate_limited", "message": message, "retry_after": max(1, math.ceil(wait))}
+        )
+        self.viewer.close(RATE_LIMITED)
+
+    def _error(self, code: str, message: str) -> None:
+        self.viewer.event({"type": "error", "code": code, "message": message})
+
+    def _note_activity(self) -> None:
+        """Typing counts against the idle timeout; tell actions at most once a second."""
+        now = time.monotonic()
+        if now - self.last_activity >= 1.0 and getattr(self, "session_id", None):
+            self.last_activity = now
+            self._spawn(self._activity())
+
+    async def _activity(self) -> None:
+        try:
+            await terminal.db(actions.note_activity)(session_id=self.session_id)
+        except Exception as exc:  # noqa: BLE001 - activity is best effort
+            log.warning("could not note activity of session %s: %s", self.session_id, exc)
+
+    # -- from the session's group --------------------------------------------------------------
+    async def session_status(self, event: dict) -> None:
+        if event.get("state") == "session_over":
+            self._session_over()
+
+    async def session_expiry(self, event: dict) -> None:
+        self.viewer.event({"type": "expiry", "expires_at": event["expires_at"]})
+
+    def _session_over(self) -> None:
+        self.viewer.event({"type": "status", "state": "session_over"})
+        self.viewer.close(SESSION_OVER)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
