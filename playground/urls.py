@@ -21,6 +21,7 @@ api_urls = [
 
 urlpatterns = [
     path("", pages.landing, name="landing"),
+    path("sessions/<str:sid>/", pages.session_page, name="session"),
     path("healthz", api.healthz),
     path("api/", include(api_urls)),
     path("admin/", admin.site.urls),

@@ -1,14 +1,21 @@
-"""Server-rendered pages. The browser terminal arrives with the next slice."""
+"""Server-rendered pages: the landing page and a session's page. Each loads
+one small script from the front-end bundle (frontend/, built into static/build/)."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from playground.accounts.actions import create_guest
+from playground.accounts.actions import create_guest, is_guest
+from playground.errors import NotFoundError
 
+from . import actions
+from .api import SessionSerializer
 from .models import Session
+
+# The session page warns this long before a session's hard end.
+EXPIRY_WARNING_SECONDS = 5 * 60
 
 
 @ensure_csrf_cookie
@@ -18,4 +25,31 @@ def landing(request: HttpRequest) -> HttpResponse:
     live = []
     if request.user.is_authenticated:
         live = Session.objects.filter(owner=request.user, state__in=Session.LIVE_STATES).prefetch_related("instances")
-    return render(request, "play_sessions/landing.html", {"sessions": live})
+    return render(request, "play_sessions/landing.html", {
+        "sessions": live,
+        "is_guest": is_guest(request.user),
+        "lifetime_hours": round(settings.PLAYGROUND_SESSION_LIFETIME / 3600, 1),
+        "idle_minutes": settings.PLAYGROUND_IDLE_TIMEOUT // 60,
+        "max_instances": settings.PLAYGROUND_MAX_INSTANCES,
+        "max_extensions": settings.PLAYGROUND_MAX_EXTENSIONS,
+    })
+
+
+@ensure_csrf_cookie
+def session_page(request: HttpRequest, sid: str) -> HttpResponse:
+    """The owner's page of one session; anyone else gets the same 404 as for a missing id."""
+    if not request.user.is_authenticated:
+        raise Http404("No such session.")
+    try:
+        session = actions.session_of(user=request.user, session_id=sid)
+    except NotFoundError:
+        raise Http404("No such session.") from None
+    return render(request, "play_sessions/session.html", {
+        "session": session,
+        "session_data": SessionSerializer(session).data,
+        "max_instances": settings.PLAYGROUND_MAX_INSTANCES,
+        "max_extensions": settings.PLAYGROUND_MAX_EXTENSIONS,
+        "extension_seconds": settings.PLAYGROUND_EXTENSION,
+        "extension_minutes": settings.PLAYGROUND_EXTENSION // 60,
+        "warn_seconds": EXPIRY_WARNING_SECONDS,
+    })
