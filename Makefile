@@ -37,6 +37,7 @@ engine:
 	scripts/engine.sh start
 
 down:
+	scripts/registry.sh stop
 	scripts/redis.sh stop
 	scripts/engine.sh stop
 

@@ -11,6 +11,11 @@ const options = {
   entryPoints: {
     landing: "src/landing.ts",
     session: "src/session.ts",
+    lab: "src/lab.ts",
+    catalogue: "src/catalogue.ts",
+    classroom: "src/classroom.ts",
+    watch: "src/watch.ts",
+    labs: "src/lab.css",
     playground: "src/playground.css",
   },
   outdir: path.join(here, "..", "static", "build"),

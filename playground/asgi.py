@@ -13,16 +13,22 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from playground import wsauth  # noqa: E402
+from playground.classrooms import routing as classrooms_routing  # noqa: E402
+from playground.ports import proxy as port_proxy  # noqa: E402
 from playground.sessions import routing as sessions_routing  # noqa: E402
 
-websocket_routes: list = [*sessions_routing.websocket_urlpatterns]
+websocket_routes: list = [*sessions_routing.websocket_urlpatterns, *classrooms_routing.websocket_urlpatterns]
 
 # Frames over Daphne's limit (1 MiB) close with 1009 rather than a dropped connection.
 wsauth.close_oversized_frames_cleanly()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": wsauth.websocket_application(URLRouter(websocket_routes)),
-    }
+# Requests to an instance port's origin (API.md, "Ports") go to its proxy,
+# before Django or Channels see them.
+application = port_proxy.host_router(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": wsauth.websocket_application(URLRouter(websocket_routes)),
+        }
+    )
 )

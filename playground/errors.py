@@ -45,6 +45,12 @@ class LimitReached(PlaygroundError):
     status, code = 409, "limit_reached"
 
 
+class ClassClosed(PlaygroundError):
+    """Joining a class that has not started or is over."""
+
+    status, code = 409, "class_closed"
+
+
 class NotReady(PlaygroundError):
     status, code = 409, "not_ready"
 

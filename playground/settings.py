@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from sandboxes.base import DEFAULT_CAPABILITIES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -90,6 +92,25 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", "") or _local_secret_key()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# Production serves HTTPS (a TLS proxy in front of Daphne): DJANGO_HTTPS=1 makes
+# cookies secure, redirects plain HTTP and turns HSTS on, which is what
+# `manage.py check --deploy` asks for. Off for the local quick start (plain HTTP).
+HTTPS = env_bool("DJANGO_HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes from inside the private network
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+# Subdomains too: the instance-port proxy's domain (API.md, "Ports") must
+# then be served over HTTPS as well, or be no subdomain of this site's. Preload
+# lets anyone submit the domain to browsers' HSTS lists: turn it off (and
+# silence security.W021) if that commitment is not wanted.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", HTTPS)
+if env_bool("DJANGO_BEHIND_TLS_PROXY", HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -104,6 +125,9 @@ INSTALLED_APPS = [
     "channels",
     "playground.accounts",
     "playground.sessions",
+    "playground.labs",
+    "playground.classrooms",
+    "playground.ports",
 ]
 
 MIDDLEWARE = [
@@ -217,8 +241,14 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "session_create_user": env("PLAYGROUND_SESSION_RATE_USER", "10/min"),
         "session_create_guest": env("PLAYGROUND_SESSION_RATE_GUEST", "3/min"),
+        "exec_user": env("PLAYGROUND_EXEC_RATE_USER", "120/min"),
+        "exec_guest": env("PLAYGROUND_EXEC_RATE_GUEST", "30/min"),
+        "session_create_guest_address": env("PLAYGROUND_SESSION_RATE_GUEST_ADDRESS", "30/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Proxies in front whose X-Forwarded-For is believed (0: the peer address
+    # is the client; DRF's default, None, would believe any header).
+    "NUM_PROXIES": env_int("PLAYGROUND_TRUSTED_PROXIES", 0),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -249,14 +279,60 @@ PLAYGROUND_LAB_HOSTS = env_list("PLAYGROUND_LAB_HOSTS", ["unix:///run/playground
 PLAYGROUND_HOST_CAPACITY = env_int("PLAYGROUND_HOST_CAPACITY", 100, minimum=1)
 PLAYGROUND_ALLOW_GUESTS = env_bool("PLAYGROUND_ALLOW_GUESTS", True)
 
-# Images a session may use: API name -> engine reference and description.
+# Images a session may use: API name -> engine reference and description;
+# "nested_docker" gives the instance what a Docker Engine inside it needs
+# (sandboxes.base.InstanceSpec.nested_docker; lab hosts must remap user
+# namespaces, as scripts/engine.sh does).
 PLAYGROUND_IMAGES = {
     "shell": {
         "ref": env("PLAYGROUND_IMAGE_SHELL", "playground-shell:latest"),
         "description": "Debian 12 with bash, curl, git, vim, nano, python3 and network tools.",
     },
+    "docker": {
+        "ref": env("PLAYGROUND_IMAGE_DOCKER", "playground-docker:latest"),
+        "description": (
+            "The shell image plus a Docker Engine of its own: docker run, docker build, docker compose."
+        ),
+        "nested_docker": True,
+    },
 }
 PLAYGROUND_DEFAULT_IMAGE = env("PLAYGROUND_DEFAULT_IMAGE", "shell")
+
+# Templates: ready-made multi-instance sessions (POST /api/sessions/
+# {"template": name}). Instances are named by role; a "swarm" entry has the
+# playground initialise a Docker swarm and join every node for the learner.
+PLAYGROUND_TEMPLATES = {
+    "swarm-1m1w": {
+        "description": "A Docker swarm of one manager and one worker, initialised and joined.",
+        "image": "docker",
+        "swarm": {"managers": ["manager1"], "workers": ["worker1"]},
+    },
+    "swarm-3m2w": {
+        "description": "A Docker swarm of three managers and two workers, initialised and joined.",
+        "image": "docker",
+        "swarm": {"managers": ["manager1", "manager2", "manager3"], "workers": ["worker1", "worker2"]},
+    },
+}
+# Classes: a learner is flagged "stuck" after this long without activity, or
+# after this many failed checks in a row (or when they raise their hand).
+PLAYGROUND_CLASS_STUCK_IDLE = env_int("PLAYGROUND_CLASS_STUCK_IDLE", 600, minimum=30)
+PLAYGROUND_CLASS_STUCK_FAILURES = env_int("PLAYGROUND_CLASS_STUCK_FAILURES", 3, minimum=1)
+# Hot start of classes: this long before a class starts, a session of its lab
+# is made for every seat; those not claimed this long after the start are
+# removed. The pool's sessions belong to a system user of this name.
+PLAYGROUND_CLASS_WARM_LEAD = env_int("PLAYGROUND_CLASS_WARM_LEAD", 600, minimum=0)
+PLAYGROUND_CLASS_WARM_WINDOW = env_int("PLAYGROUND_CLASS_WARM_WINDOW", 900, minimum=60)
+PLAYGROUND_CLASS_WARM_SECONDS = env_float("PLAYGROUND_CLASS_WARM_SECONDS", 15.0, minimum=0.5)
+PLAYGROUND_POOL_USERNAME = env("PLAYGROUND_POOL_USERNAME", "playground-pool")
+# The class dashboard looks at the roster again this often (for idle times;
+# joins, hands and checks are pushed at once).
+PLAYGROUND_CLASS_DASHBOARD_SECONDS = env_float("PLAYGROUND_CLASS_DASHBOARD_SECONDS", 10.0, minimum=1.0)
+# How long a template's set-up (e.g. forming the swarm) may take in all.
+PLAYGROUND_TEMPLATE_SETUP_SECONDS = env_int("PLAYGROUND_TEMPLATE_SETUP_SECONDS", 300, minimum=30)
+# The lab host's read-only registry mirror (scripts/registry.sh): the inner
+# engines of nested-Docker images pull Docker Hub images from it, at their
+# network's gateway on this port; 0: no mirror.
+PLAYGROUND_MIRROR_PORT = env_int("PLAYGROUND_MIRROR_PORT", 5099, minimum=0)
 
 PLAYGROUND_SESSION_LIFETIME = env_int("PLAYGROUND_SESSION_LIFETIME", 4 * 3600, minimum=60)
 PLAYGROUND_IDLE_TIMEOUT = env_int("PLAYGROUND_IDLE_TIMEOUT", 30 * 60, minimum=10)
@@ -270,11 +346,49 @@ PLAYGROUND_INSTANCE_MEMORY_MB = env_int("PLAYGROUND_INSTANCE_MEMORY_MB", 512, mi
 PLAYGROUND_INSTANCE_CPUS = env_float("PLAYGROUND_INSTANCE_CPUS", 1.0, minimum=0.01)
 PLAYGROUND_INSTANCE_PIDS = env_int("PLAYGROUND_INSTANCE_PIDS", 512, minimum=16)
 PLAYGROUND_INSTANCE_LOG_KB = env_int("PLAYGROUND_INSTANCE_LOG_KB", 1024, minimum=64)
+# Capabilities a shell instance keeps (every other one is dropped); names as in
+# capabilities(7) without CAP_. The nested-Docker image has a profile of its own.
+PLAYGROUND_INSTANCE_CAPABILITIES = [
+    c.upper().removeprefix("CAP_")
+    for c in env_list("PLAYGROUND_INSTANCE_CAPABILITIES", list(DEFAULT_CAPABILITIES))
+]
+# Disk an instance may write (its writable layer). ext4 has no overlay quota,
+# so a watchdog measures every PLAYGROUND_DISK_CHECK_SECONDS and ends the
+# instances over the limit (failed, with the reason shown).
+PLAYGROUND_INSTANCE_DISK_MB = env_int("PLAYGROUND_INSTANCE_DISK_MB", 2048, minimum=1)
+PLAYGROUND_DISK_CHECK_SECONDS = env_float("PLAYGROUND_DISK_CHECK_SECONDS", 30.0, minimum=0.5)
 # Whether instances may reach beyond their session network.
 PLAYGROUND_EGRESS = env_bool("PLAYGROUND_EGRESS", False)
 
 PLAYGROUND_MAX_FILE_BYTES = env_int("PLAYGROUND_MAX_FILE_BYTES", 64 * 1024 * 1024, minimum=1024)
 PLAYGROUND_EXEC_MAX_TIMEOUT = env_int("PLAYGROUND_EXEC_MAX_TIMEOUT", 600, minimum=1)
+
+# Labs: seconds a step's check may run, and a lab's set-up script (and, in
+# check_lab, each step's solution) unless lab.yaml gives its own timeout.
+PLAYGROUND_LAB_CHECK_TIMEOUT = env_float("PLAYGROUND_LAB_CHECK_TIMEOUT", 30.0, minimum=1.0)
+PLAYGROUND_LAB_SETUP_TIMEOUT = env_float("PLAYGROUND_LAB_SETUP_TIMEOUT", 300.0, minimum=1.0)
+
+# Hot start: ready instances of the default image kept per lab host, handed
+# to new sessions as their node1 (joining the session's network then) instead
+# of being created on the learner's clock. 0 turns the pool off.
+PLAYGROUND_POOL_SIZE = env_int("PLAYGROUND_POOL_SIZE", 2, minimum=0)
+PLAYGROUND_POOL_SECONDS = env_float("PLAYGROUND_POOL_SECONDS", 5.0, minimum=0.5)
+
+# Ports (API.md, "Ports"): what instances listen on is found every
+# PLAYGROUND_PORTS_SECONDS and served by the web tier's proxy, each port on its
+# own origin <scheme>://<instance>-<port>.<PLAYGROUND_PORTS_DOMAIN>:<public port>/.
+# The domain must resolve to the web tier for every subdomain (browsers map
+# *.localhost to loopback; elsewhere a wildcard DNS record), and should not be
+# a subdomain of the playground's own site (a page there could set cookies for
+# it). Public port 0: the port the playground's page was requested on.
+PLAYGROUND_PORTS_DOMAIN = env("PLAYGROUND_PORTS_DOMAIN", "localhost").strip(".").lower()
+PLAYGROUND_PORTS_SCHEME = env("PLAYGROUND_PORTS_SCHEME", "https" if HTTPS else "http")
+PLAYGROUND_PORTS_PUBLIC_PORT = env_int("PLAYGROUND_PORTS_PUBLIC_PORT", 0)
+PLAYGROUND_PORTS_SECONDS = env_float("PLAYGROUND_PORTS_SECONDS", 3.0, minimum=0.5)
+# Seconds a port link's grant is good for (then the proxy's cookie takes over).
+PLAYGROUND_PORTS_GRANT_SECONDS = env_int("PLAYGROUND_PORTS_GRANT_SECONDS", 300, minimum=10)
+# Ports never listed: the inner Docker Engine's API and swarm's own.
+PLAYGROUND_PORTS_HIDDEN = [int(p) for p in env_list("PLAYGROUND_PORTS_HIDDEN", ["2375", "2376", "2377", "7946"])]
 
 # Jobs: how often beat sweeps due sessions, reconciles lab hosts and checks
 # their health; how long a host may be silent before its instances fail.

@@ -49,6 +49,7 @@ in a thread pool.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -56,6 +57,11 @@ LABEL_DEPLOYMENT = "playground.deployment"
 LABEL_KIND = "playground.kind"
 LABEL_INSTANCE = "playground.instance"
 LABEL_NETWORK = "playground.network"
+
+DEFAULT_CAPABILITIES = (
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL",
+    "NET_BIND_SERVICE", "NET_RAW", "SETGID", "SETUID", "SYS_CHROOT",
+)
 
 ObjectKind = Literal["container", "network", "volume"]
 InstanceState = Literal["running", "stopped", "missing"]
@@ -94,6 +100,11 @@ class Limits:
     # The engine's output log backs the terminal replay; cap it so a flood
     # cannot fill the disk.
     log_max_bytes: int = 1024 * 1024
+    # The only capabilities a (non nested-Docker) instance keeps, by Linux
+    # name without ``CAP_``: enough for a learner's root shell (files, users,
+    # ping, low ports, chroot, su), nothing that reaches the kernel's or the
+    # host's configuration (no MKNOD, SETFCAP, SETPCAP, SYS_*, NET_ADMIN).
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,15 @@ class InstanceSpec:
     joins a network later through ``connect_instance``."""
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)
+    nested_docker: bool = False
+    """The image runs a Docker Engine of its own (the ``docker`` image): the
+    instance gets what that engine needs (on Docker: every capability of its
+    user namespace but ``SYS_RESOURCE``, no seccomp/AppArmor/masked paths,
+    never ``--privileged``) and a volume at ``/var/lib/docker`` labelled like
+    the instance (``playground.kind=volume``), removed with it.
+    ``create_instance`` then returns once that inner engine answers. Only for
+    lab hosts whose engine remaps user namespaces (root inside is an
+    unprivileged user on the host)."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +284,16 @@ class Driver:
         """
         raise NotImplementedError
 
+    # -- ports --------------------------------------------------------------
+    def listening_ports(self, state: dict) -> list[int]:
+        """The TCP ports something in the instance listens on at an address
+        reachable from beside it (any address but loopback), sorted, each
+        once: its own servers' and those that nested containers publish
+        (Docker's ``docker-proxy`` listens in the instance). Raises
+        ``NotFound`` if the instance is gone, ``DriverError`` if it is not
+        running. ``parse_listening`` reads Linux's ``/proc/net/tcp*``."""
+        raise NotImplementedError
+
     # -- the terminal -------------------------------------------------------
     def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
         """Attach to the instance's own TTY: input goes to its shell, output
@@ -290,6 +320,13 @@ class Driver:
         raise NotImplementedError
 
     # -- housekeeping -------------------------------------------------------
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes each running instance of this deployment has written to its
+        own file system (its writable layer, plus volumes of its own such as
+        nested Docker's), by ``playground.instance`` id. For hosts with no
+        disk quota: the caller ends instances over a limit."""
+        raise NotImplementedError
+
     def list_objects(self) -> list[LabelledObject]:
         """Every container, network and volume labelled with this deployment."""
         raise NotImplementedError
@@ -298,6 +335,41 @@ class Driver:
         """Remove one listed object (forcefully). Idempotent. Refuses, with a
         permanent ``DriverError``, an object of another deployment."""
         raise NotImplementedError
+
+
+_TCP_LISTEN = "0A"
+
+
+def parse_listening(text: str) -> list[int]:
+    """The ports in LISTEN state of Linux's ``/proc/net/tcp`` and
+    ``/proc/net/tcp6`` (concatenated), but those bound to a loopback address,
+    which nothing outside the instance can reach."""
+    ports: set[int] = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != _TCP_LISTEN or ":" not in fields[1]:
+            continue
+        address, _, port = fields[1].partition(":")
+        try:
+            if _is_loopback(address):
+                continue
+            ports.add(int(port, 16))
+        except ValueError:
+            continue
+    return sorted(p for p in ports if p > 0)
+
+
+def _is_loopback(address: str) -> bool:
+    # The kernel writes each 32-bit word of the address in host order
+    # (little-endian here): reverse every word to get network order.
+    raw = bytes.fromhex(address)
+    ordered = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(ordered) == 4:
+        return ipaddress.IPv4Address(ordered).is_loopback
+    if len(ordered) == 16:
+        ip = ipaddress.IPv6Address(ordered)
+        return ip.is_loopback or bool(ip.ipv4_mapped and ip.ipv4_mapped.is_loopback)
+    raise ValueError(f"not an address: {address!r}")
 
 
 def load_driver(path: str, **kwargs: object) -> Driver:

@@ -6,7 +6,8 @@ negotiation, and keeps every operation to as few engine round trips as it can:
 
 ==================  ==========================================================
 create_network      1 (2 when the network already exists)
-create_instance     3: create (attached to its network), start, inspect (IP)
+create_instance     3: create (attached to its network), start, inspect (IP);
+                    nested Docker: +1 volume, +3 exec waiting for the inner engine
 connect_instance    3: disconnect ``none``, connect, inspect
 exec                3: exec create, exec start (hijacked stream), exec inspect
 put_file/get_file   1 (get: +1 per symbolic link followed)
@@ -30,12 +31,14 @@ Engine quirks this module works around (engine 20.10, API 1.41):
   a network.
 * An ``internal`` bridge network still gives the host an address on the
   bridge: instances can open connections to services the lab host itself
-  listens on (0.0.0.0). Block them on the host (an INPUT rule for the
-  engine's address pool), the driver cannot.
+  listens on (0.0.0.0). Block them on the host (scripts/engine.sh's INPUT
+  chain for the engine's address pool and the ``pgbr*`` bridges this driver
+  names), the driver cannot.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
@@ -52,6 +55,7 @@ from contextlib import contextmanager
 import docker
 import docker.errors
 import docker.tls
+import docker.types
 import requests.exceptions
 import urllib3.exceptions
 
@@ -70,6 +74,7 @@ from .base import (
     NotFound,
     OutOfCapacity,
     TerminalStream,
+    parse_listening,
 )
 
 # Docker object names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (the engine's own rule).
@@ -99,14 +104,17 @@ class DockerDriver(Driver):
     ``timeout`` (seconds per engine call, default 30), ``ping_timeout``
     (default 2), ``pool_size`` (HTTP connections kept open, default 32) and,
     for ``tcp://`` hosts over TLS, ``tls_ca_cert``, ``tls_client_cert``,
-    ``tls_client_key`` (file paths).
+    ``tls_client_key`` (file paths), ``inner_engine_timeout`` (seconds a
+    nested-Docker instance's own engine may take to answer, default 30).
     """
 
     api_version = "1.41"
     timeout = 30.0
     ping_timeout = 2.0
+    ports_timeout = 5.0
     pool_size = 32
     name_prefix = "pg"
+    bridge_prefix = "pgbr"
     # The first key is held back by the engine until the next one arrives, so
     # it must be one learners practically never type alone (0x1e, ctrl-^).
     detach_keys = "ctrl-^,ctrl-@,ctrl-^,ctrl-@"
@@ -121,6 +129,9 @@ class DockerDriver(Driver):
         self.timeout = _number(options, "timeout", self.timeout)
         self.ping_timeout = _number(options, "ping_timeout", self.ping_timeout)
         self.pool_size = int(_number(options, "pool_size", self.pool_size))
+        self.inner_engine_timeout = _number(
+            options, "inner_engine_timeout", self.inner_engine_timeout
+        )
         try:
             self.api = self._make_client()
         except docker.errors.DockerException as exc:
@@ -178,6 +189,7 @@ class DockerDriver(Driver):
                     attachable=True,
                     check_duplicate=True,
                     labels=labels,
+                    options={"com.docker.network.bridge.name": self._bridge_name(name)},
                 )
                 network_id = created["Id"]
             except docker.errors.APIError as exc:
@@ -185,6 +197,12 @@ class DockerDriver(Driver):
                     raise
                 network_id = self._adopt_network(name, labels, egress=egress)
         return {"id": network_id, "name": name, "key": key}
+
+    def _bridge_name(self, network_name: str) -> str:
+        """The host interface of a session network: ``pgbr`` and a digest (15
+        characters, Linux's limit), so the lab host's firewall can match every
+        sandbox bridge by name (``-i pgbr+``), spoofed source addresses too."""
+        return self.bridge_prefix + hashlib.sha256(network_name.encode()).hexdigest()[:11]
 
     def _adopt_network(self, name: str, labels: dict[str, str], *, egress: bool) -> str:
         """The id of the existing network ``name`` if it is ours and alike."""
@@ -214,15 +232,25 @@ class DockerDriver(Driver):
     def create_instance(self, spec: InstanceSpec) -> Created:
         name = self.container_name(spec.instance_id)
         with self._engine_errors(f"create instance {name}"):
-            container_id = self._create_container(name, spec)
+            volumes = self._create_volumes(name, spec)
+            try:
+                container_id = self._create_container(name, spec)
+            except BaseException:
+                self._discard_volumes(volumes)
+                raise
             try:
                 self._start_container(container_id)
                 info = self.api.inspect_container(container_id)
                 self._check_started(name, info)
+                if spec.nested_docker:
+                    self._wait_for_inner_engine(name, container_id)
             except BaseException:
                 self._discard(container_id)
+                self._discard_volumes(volumes)
                 raise
         state = self._instance_state(info, spec.network, spec.hostname)
+        if volumes:
+            state["volumes"] = volumes
         return Created(state=state, ip=self._ip(info, state))
 
     def _create_container(self, name: str, spec: InstanceSpec) -> str:
@@ -270,6 +298,8 @@ class DockerDriver(Driver):
 
     def _host_config(self, spec: InstanceSpec) -> dict:
         """Limits and confinement; override to grant an image more (nested Docker)."""
+        if spec.nested_docker:
+            return self._nested_docker_host_config(spec)
         limits = spec.limits
         return self.api.create_host_config(
             init=True,
@@ -279,8 +309,126 @@ class DockerDriver(Driver):
             nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids,
             log_config=self._log_config(limits.log_max_bytes),
+            # Every capability goes but the few a learner's shell uses. The
+            # engine's default seccomp profile, AppArmor profile and masked
+            # /proc paths stay on: nothing here may pass "unconfined".
+            cap_drop=["ALL"],
+            cap_add=list(limits.capabilities),
             security_opt=["no-new-privileges"],
         )
+
+    # -- steps: the nested-Docker profile (InstanceSpec.nested_docker) --------------
+    # Kept apart from the default profile above: what an engine inside the
+    # instance needs (DESIGN.md, "Facts verified") and nothing for the shell.
+    inner_engine_timeout = 30.0
+    inner_engine_volume_path = "/var/lib/docker"
+
+    def _nested_docker_host_config(self, spec: InstanceSpec) -> dict:
+        """Every capability of the instance's user namespace but SYS_RESOURCE
+        (the kernel grants it to no container here), no seccomp, AppArmor or
+        masked /proc paths: the inner engine mounts, builds namespaces and
+        calls keyctl. Never ``privileged``. The user namespace of the remapped
+        lab-host engine is what confines it (``_require_userns_remap``)."""
+        self._require_userns_remap()
+        limits = spec.limits
+        config = self.api.create_host_config(
+            init=True,
+            network_mode=spec.network["name"] if spec.network else "none",
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,  # equal: no swap
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,  # nested containers count too
+            log_config=self._log_config(limits.log_max_bytes),
+            cap_add=["ALL"],
+            cap_drop=["SYS_RESOURCE"],
+            # No no-new-privileges: it would be inherited by every nested
+            # container (setuid su, sudo and file capabilities in learners'
+            # images would fail), and root here holds all its namespace
+            # allows already.
+            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            mounts=[
+                docker.types.Mount(
+                    target=self.inner_engine_volume_path,
+                    source=self._inner_engine_volume(self.container_name(spec.instance_id)),
+                    type="volume",
+                )
+            ],
+        )
+        # The CLI's `--security-opt systempaths=unconfined`: /proc and /sys
+        # neither masked nor read-only (empty lists; absent ones mean the
+        # engine's defaults), so the inner runtime can mount them for its own
+        # containers.
+        config["MaskedPaths"] = []
+        config["ReadonlyPaths"] = []
+        return config
+
+    _userns_checked = False
+
+    def _require_userns_remap(self) -> None:
+        """Refuse nested Docker on an engine that does not remap user
+        namespaces: there, those capabilities would be the host's own."""
+        if self._userns_checked:
+            return
+        options = self.api.info().get("SecurityOptions") or []
+        if not any(str(o).startswith("name=userns") for o in options):
+            raise DriverError(
+                f"the lab host {self.url} does not remap user namespaces "
+                "(dockerd --userns-remap): it cannot run Docker inside instances safely",
+                permanent=True,
+            )
+        self._userns_checked = True
+
+    def _inner_engine_volume(self, container_name: str) -> str:
+        return f"{container_name}-docker"
+
+    def _create_volumes(self, container_name: str, spec: InstanceSpec) -> list[str]:
+        """The instance's named volumes (labelled like it); creating one that
+        exists (a retried call) finds it."""
+        if not spec.nested_docker:
+            return []
+        self._require_userns_remap()  # before anything is made
+        name = self._inner_engine_volume(container_name)
+        labels = {
+            LABEL_DEPLOYMENT: self.deployment,
+            LABEL_KIND: "volume",
+            LABEL_INSTANCE: spec.instance_id,
+        }
+        self.api.create_volume(name=name, driver="local", labels=labels)
+        return [name]
+
+    def _discard_volumes(self, volumes: list[str]) -> None:
+        """Best-effort removal of the volumes of an instance that failed to start."""
+        for volume in volumes:
+            try:
+                self.api.remove_volume(volume, force=True)
+            except Exception:  # the original error matters more
+                pass
+
+    def _remove_volume(self, volume: str) -> None:
+        try:
+            self.api.remove_volume(volume, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _wait_for_inner_engine(self, name: str, container_id: str) -> None:
+        """Return once the engine inside answers (the image's main process
+        starts it), so a running instance is a usable one."""
+        state = {"id": container_id, "name": name}
+        tries = int(self.inner_engine_timeout * 10)
+        result = self.exec(
+            state,
+            f"i=0; until docker version >/dev/null 2>&1; do "
+            f"i=$((i + 1)); [ $i -lt {tries} ] || exit 1; sleep 0.1; done",
+            timeout=self.inner_engine_timeout + 5,
+        )
+        if result.exit_code != 0:
+            log = self.exec(state, "tail -n 5 /var/log/dockerd.log 2>&1", timeout=5)
+            raise DriverError(
+                f"the Docker engine inside instance {name} did not answer within "
+                f"{self.inner_engine_timeout:.0f}s: "
+                + log.output.decode("utf-8", "replace").strip()[-500:],
+                permanent=False,
+            )
 
     def _log_config(self, max_bytes: int) -> dict:
         """Two files of half the cap each: the disk use stays within the cap and,
@@ -357,6 +505,8 @@ class DockerDriver(Driver):
     def remove_instance(self, state: dict) -> None:
         with self._engine_errors(f"remove instance {state.get('name')}"):
             self._remove_container(state["id"])
+            for volume in state.get("volumes") or ():
+                self._remove_volume(volume)
 
     def _remove_container(self, container_id: str) -> None:
         try:
@@ -535,6 +685,14 @@ class DockerDriver(Driver):
         if stat["size"] > self.file_size_limit:
             raise DriverError(f"{path} is larger than {self.file_size_limit} bytes", permanent=True)
 
+    # -- ports ------------------------------------------------------------------
+    def listening_ports(self, state: dict) -> list[int]:
+        # One exec: the kernel's socket tables of the instance's network
+        # namespace (nested containers' published ports included, as
+        # docker-proxy listens there). ``ss`` or ``netstat`` may be missing.
+        result = self.exec(state, "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", timeout=self.ports_timeout)
+        return parse_listening(result.output.decode("ascii", "replace"))
+
     # -- the terminal -----------------------------------------------------------
     def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
         with self._engine_errors(f"attach to instance {state.get('name')}"):
@@ -597,6 +755,29 @@ class DockerDriver(Driver):
         return response.content
 
     # -- housekeeping -----------------------------------------------------------
+    def disk_usage(self) -> dict[str, int]:
+        # One listing with sizes for the whole deployment: the engine walks each
+        # writable layer (SizeRw), so this costs disk reads, not round trips.
+        filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", f"{LABEL_KIND}=instance"]}
+        usage: dict[str, int] = {}
+        with self._engine_errors("measure disk use"):
+            for c in self.api.containers(filters=filters, size=True):
+                instance_id = (c.get("Labels") or {}).get(LABEL_INSTANCE)
+                if instance_id:
+                    usage[instance_id] = int(c.get("SizeRw") or 0)
+            # Named volumes (nested Docker's /var/lib/docker) are outside the
+            # writable layer. Only the engine's disk-usage report sizes them,
+            # and it walks everything, so ask for it only when there are some.
+            volume_filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", f"{LABEL_KIND}=volume"]}
+            if usage and (self.api.volumes(filters=volume_filters) or {}).get("Volumes"):
+                for v in self.api.df().get("Volumes") or []:
+                    labels = v.get("Labels") or {}
+                    instance_id = labels.get(LABEL_INSTANCE)
+                    size = int((v.get("UsageData") or {}).get("Size") or 0)
+                    if labels.get(LABEL_DEPLOYMENT) == self.deployment and instance_id in usage and size > 0:
+                        usage[instance_id] += size
+        return usage
+
     def list_objects(self) -> list[LabelledObject]:
         filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}"]}
         found: list[LabelledObject] = []

@@ -71,8 +71,10 @@ class _Instance:
     reason: str = ""
     size: tuple[int, int] = (0, 0)  # cols, rows: a new TTY is 0x0, as on Docker
     files: dict[str, bytes] = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)
     output: bytearray = field(default_factory=bytearray)
     terminals: list[_Terminal] = field(default_factory=list)
+    listening: set[int] = field(default_factory=set)
 
     def directories(self) -> set[str]:
         found = set(_BASE_DIRECTORIES)
@@ -97,6 +99,7 @@ class _Host:
         self.lock = threading.RLock()
         self.networks: dict[str, _Network] = {}  # by name
         self.instances: dict[str, _Instance] = {}  # by id
+        self.volumes: dict[str, dict[str, str]] = {}  # name -> labels
         self.next_network = 0
 
     def instance(self, state: dict) -> _Instance:
@@ -222,6 +225,14 @@ class FakeDriver(Driver):
             network = spec.network["name"] if spec.network else None
             if network is not None and network not in self.host.networks:
                 raise DriverError(f"network {network} does not exist", permanent=True)
+            volumes = []
+            if spec.nested_docker:  # as on Docker: a labelled volume for /var/lib/docker
+                volumes.append(f"{name}-docker")
+                self.host.volumes.setdefault(volumes[0], {
+                    LABEL_DEPLOYMENT: self.deployment,
+                    LABEL_KIND: "volume",
+                    LABEL_INSTANCE: spec.instance_id,
+                })
             existing = next((i for i in self.host.instances.values() if i.name == name), None)
             if existing is not None:  # a retried call
                 instance = existing
@@ -238,6 +249,7 @@ class FakeDriver(Driver):
                         LABEL_INSTANCE: spec.instance_id,
                     },
                     files={"/etc/hostname": f"{spec.hostname}\n".encode()},
+                    volumes=volumes,
                 )
                 instance.write_output(self.banner(spec.hostname))
                 if network is not None:
@@ -245,6 +257,8 @@ class FakeDriver(Driver):
                     instance.ip = self.host.ip_on(network)
                 self.host.instances[instance.id] = instance
         state = {"id": instance.id, "name": name, "network": network, "hostname": spec.hostname}
+        if volumes:
+            state["volumes"] = volumes
         return Created(state=state, ip=instance.ip)
 
     def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
@@ -263,6 +277,8 @@ class FakeDriver(Driver):
             instance = self.host.instances.pop(state.get("id", ""), None)
             if instance is not None:
                 _close_terminals(instance)
+            for volume in state.get("volumes") or ():
+                self.host.volumes.pop(volume, None)
 
     def inspect(self, state: dict) -> InstanceStatus:
         with self.host.lock:
@@ -320,6 +336,20 @@ class FakeDriver(Driver):
             raise DriverError(f"{path} is larger than {self.file_size_limit} bytes", permanent=True)
         return data
 
+    # -- ports ------------------------------------------------------------------
+    def listening_ports(self, state: dict) -> list[int]:
+        with self.host.lock:
+            return sorted(self.host.running(state).listening)
+
+    def listen(self, state: dict, *ports: int, stop: bool = False) -> None:
+        """Stand-in for a server starting (or, with ``stop``, ending) in the instance."""
+        with self.host.lock:
+            listening = self.host.running(state).listening
+            if stop:
+                listening.difference_update(ports)
+            else:
+                listening.update(ports)
+
     # -- the terminal -----------------------------------------------------------
     def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
         with self.host.lock:
@@ -357,6 +387,15 @@ class FakeDriver(Driver):
         return data[newline + 1 :] if newline != -1 else data
 
     # -- housekeeping -----------------------------------------------------------
+    def disk_usage(self) -> dict[str, int]:
+        """The bytes of the files put into each running instance."""
+        with self.host.lock:
+            return {
+                i.labels[LABEL_INSTANCE]: sum(len(data) for data in i.files.values())
+                for i in self.host.instances.values()
+                if i.running and i.labels[LABEL_DEPLOYMENT] == self.deployment
+            }
+
     def list_objects(self) -> list[LabelledObject]:
         with self.host.lock:
             found = [
@@ -368,6 +407,11 @@ class FakeDriver(Driver):
                 LabelledObject("network", n.id, n.name, dict(n.labels))
                 for n in self.host.networks.values()
                 if n.labels[LABEL_DEPLOYMENT] == self.deployment
+            ]
+            found += [
+                LabelledObject("volume", name, name, dict(labels))
+                for name, labels in self.host.volumes.items()
+                if labels[LABEL_DEPLOYMENT] == self.deployment
             ]
         return found
 
@@ -384,6 +428,11 @@ class FakeDriver(Driver):
                     if instance.network == obj.name:
                         instance.network = instance.ip = None
                 self.remove_network({"id": obj.id, "name": obj.name})
+            elif obj.kind == "volume":
+                if any(obj.name in i.volumes for i in self.host.instances.values()):
+                    # As on Docker: remove the container first.
+                    raise DriverError(f"volume {obj.name} is in use")
+                self.host.volumes.pop(obj.name, None)
 
 
 class SlowDriver(FakeDriver):
@@ -436,6 +485,9 @@ class BrokenDriver(Driver):
     def get_file(self, state: dict, path: str) -> bytes:
         raise self._fail()
 
+    def listening_ports(self, state: dict) -> list[int]:
+        raise self._fail()
+
     def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
         raise self._fail()
 
@@ -443,6 +495,9 @@ class BrokenDriver(Driver):
         raise self._fail()
 
     def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+        raise self._fail()
+
+    def disk_usage(self) -> dict[str, int]:
         raise self._fail()
 
     def list_objects(self) -> list[LabelledObject]:

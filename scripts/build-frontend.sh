@@ -15,7 +15,7 @@ FRONTEND="$REPO_ROOT/frontend"
 OUT="$REPO_ROOT/static/build"
 STAMP="$FRONTEND/node_modules/.playground-install-stamp"
 BUILT="$OUT/.built"
-OUTPUTS=(landing.js session.js playground.css)
+OUTPUTS=(landing.js session.js classroom.js watch.js playground.css)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -8,6 +8,8 @@
 #   rootfs/      an overlay copied over the built root (owned by root)
 #   image.conf   `docker import --change` lines (CMD, ENV, LABEL, ...)
 #   customize    optional executable, run as `customize ROOTDIR` after the overlay
+#   base         optional: the name of another recipe this one extends; its
+#                packages, rootfs/, customize and image.conf come first
 # and becomes playground-NAME:latest on the engine at $PLAYGROUND_ENGINE_SOCKET
 # (default: the project engine), labelled playground.recipe=<hash of the recipe>.
 # An image whose label matches its recipe is left alone, so this is cheap to
@@ -47,9 +49,35 @@ fi
 
 engine() { "$DOCKER" -H "$ENGINE_URL" "$@"; }
 
+# The recipe folders that make up recipe $1, its bases first (`base` files).
+recipe_chain() {
+    local name="$1" chain=() depth=0
+    while [ -n "$name" ]; do
+        [ -f "$RECIPES/$name/packages" ] || die "images: recipe '$name' (a base of '$1') has no packages file"
+        depth=$((depth + 1))
+        [ "$depth" -le 8 ] || die "images: the bases of '$1' form a loop"
+        chain=("$RECIPES/$name" "${chain[@]}")
+        name=""
+        if [ -f "${chain[0]}/base" ]; then name="$(recipe_lines "${chain[0]}/base" | head -n 1)"; fi
+    done
+    printf '%s\n' "${chain[@]}"
+}
+
 # A stable digest of everything that shapes the image: file names, contents
-# and the executable bit (git keeps no other mode), plus the build format.
+# and the executable bit (git keeps no other mode) of the recipe and its
+# bases, plus the build format.
 recipe_hash() {
+    local dirs
+    mapfile -t dirs < <(recipe_chain "$1")
+    if [ "${#dirs[@]}" -eq 1 ]; then
+        recipe_digest "${dirs[0]}"  # the hash of a recipe without a base, as before bases existed
+        return
+    fi
+    local dir
+    for dir in "${dirs[@]}"; do recipe_digest "$dir"; done | sha256sum | cut -c1-16
+}
+
+recipe_digest() {
     local dir="$1"
     (
         cd "$dir"
@@ -124,8 +152,10 @@ EOF
 build() {
     local name="$1" recipe="$RECIPES/$1" image="playground-$1:latest"
     [ -f "$recipe/packages" ] || die "images: $recipe/packages is missing (is '$name' a recipe?)"
-    local hash current
-    hash="$(recipe_hash "$recipe")"
+    local hash current chain part
+    mapfile -t chain < <(recipe_chain "$name")
+    [ "${#chain[@]}" -gt 0 ] || die "images: cannot read the recipe chain of $name"
+    hash="$(recipe_hash "$name")"
     current="$(engine image inspect -f '{{index .Config.Labels "playground.recipe"}}' "$image" 2>/dev/null || true)"
     if [ "$current" = "$hash" ] && [ "$force" = 0 ]; then
         say "image $image: up to date ($hash)"
@@ -134,7 +164,7 @@ build() {
     say "image $image: building recipe $hash (was: ${current:-none})"
 
     local t0=$SECONDS packages old_id log="$BUILD_DIR/$name.log"
-    packages="$(recipe_lines "$recipe/packages" | paste -sd, -)"
+    packages="$(for part in "${chain[@]}"; do recipe_lines "$part/packages"; done | sort -u | paste -sd, -)"
     mkdir -p "$BUILD_DIR" "$DEB_CACHE"
     WORK="$(mktemp -d "$BUILD_DIR/$name.XXXXXX")"
     local root="$WORK/root"
@@ -148,12 +178,16 @@ build() {
     unmount_under "$root"
     local t_boot=$((SECONDS - t0))
 
-    if [ -d "$recipe/rootfs" ]; then
-        cp -R "$recipe/rootfs/." "$root/"
-    fi
-    if [ -x "$recipe/customize" ]; then
-        "$recipe/customize" "$root" >>"$log" 2>&1 || { tail -n 25 "$log" >&2; die "images: $recipe/customize failed"; }
-    fi
+    for part in "${chain[@]}"; do
+        if [ -d "$part/rootfs" ]; then
+            cp -R "$part/rootfs/." "$root/"
+        fi
+    done
+    for part in "${chain[@]}"; do
+        if [ -x "$part/customize" ]; then
+            "$part/customize" "$root" >>"$log" 2>&1 || { tail -n 25 "$log" >&2; die "images: $part/customize failed"; }
+        fi
+    done
     trim_root "$root"
 
     local changes=(
@@ -163,10 +197,12 @@ build() {
         -c 'ENV TERM=xterm-256color'
         -c 'WORKDIR /root'
     )
-    if [ -f "$recipe/image.conf" ]; then
-        local line
-        while IFS= read -r line; do changes+=(-c "$line"); done < <(recipe_lines "$recipe/image.conf")
-    fi
+    local line
+    for part in "${chain[@]}"; do
+        if [ -f "$part/image.conf" ]; then
+            while IFS= read -r line; do changes+=(-c "$line"); done < <(recipe_lines "$part/image.conf")
+        fi
+    done
 
     old_id="$(engine image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
     local t1=$SECONDS size new_id

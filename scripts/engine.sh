@@ -4,6 +4,9 @@
 #   scripts/engine.sh start    start it, or adopt one that already answers
 #   scripts/engine.sh stop     stop it, if the pidfile names our dockerd
 #   scripts/engine.sh status   exit 0 when the socket answers, 3 when not
+#   scripts/engine.sh firewall-up|firewall-down
+#                              only the host firewall (start/stop include it);
+#                              also for a remote lab host's own machine
 #
 # A dockerd of its own (socket, data root, exec root, pidfile, no default
 # bridge) so it never touches a system Docker. User namespaces are remapped:
@@ -17,6 +20,14 @@ set -euo pipefail
 
 DOCKERD=/usr/sbin/dockerd
 START_TIMEOUT=30
+# The engine's address pool: every sandbox network is carved out of it, so it
+# is also what the host firewall below recognises sandboxes by.
+ENGINE_ADDRESS_POOL="${PLAYGROUND_ENGINE_ADDRESS_POOL:-10.213.0.0/16}"
+# The one host service sandboxes may reach: the read-only image mirror.
+MIRROR_PORT="${PLAYGROUND_MIRROR_PORT:-5099}"
+FIREWALL_CHAIN=PLAYGROUND-INPUT
+# Session bridges are named pgbr<digest> by sandboxes/docker.py.
+BRIDGE_PREFIX=pgbr
 
 # shellcheck disable=SC2054  # the commas belong to --default-address-pool
 engine_args=(
@@ -26,7 +37,7 @@ engine_args=(
     --pidfile "$ENGINE_PIDFILE"
     --bridge none
     --userns-remap default
-    --default-address-pool base=10.213.0.0/16,size=24
+    --default-address-pool "base=$ENGINE_ADDRESS_POOL,size=24"
     --log-opt max-size=1m
     --log-opt max-file=1
 )
@@ -75,6 +86,48 @@ stop_orphan_containerd() {
     rm -f "$pidfile"
 }
 
+# Sandboxes must not reach the lab host's own services (Redis, the web tier,
+# the engine's API if bound to TCP, anything listening on 0.0.0.0 or on a
+# bridge gateway). Packets from a sandbox to a host address go through INPUT,
+# not FORWARD, so Docker's own isolation rules never see them. One chain of
+# ours, hooked first in INPUT for the address pool: replies to connections the
+# host opened pass, the image mirror passes, everything else is refused with
+# "administratively prohibited" (fails fast, and tells a denial from a closed
+# port). Idempotent: the chain is rebuilt and hooked once.
+firewall_up() {
+    command -v iptables >/dev/null || die "engine: iptables is missing (apt-get install iptables)"
+    # One atomic replacement of the chain (declaring it flushes it, even with
+    # --noflush): live sandboxes never see it half-built.
+    iptables-restore -w --noflush <<EOF || die "engine: could not install the firewall chain $FIREWALL_CHAIN"
+*filter
+:$FIREWALL_CHAIN - [0:0]
+-A $FIREWALL_CHAIN -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+-A $FIREWALL_CHAIN -p tcp --dport $MIRROR_PORT -j RETURN
+-A $FIREWALL_CHAIN -j REJECT --reject-with icmp-admin-prohibited
+COMMIT
+EOF
+    # Not from lo: the host's own connections to its bridge addresses come
+    # from a pool address too. And by interface: the driver names session
+    # bridges pgbr*, which also catches a sandbox spoofing its source address.
+    if ! iptables -w -C INPUT ! -i lo -s "$ENGINE_ADDRESS_POOL" -j "$FIREWALL_CHAIN" 2>/dev/null; then
+        iptables -w -I INPUT 1 ! -i lo -s "$ENGINE_ADDRESS_POOL" -j "$FIREWALL_CHAIN"
+    fi
+    if ! iptables -w -C INPUT -i "$BRIDGE_PREFIX+" -j "$FIREWALL_CHAIN" 2>/dev/null; then
+        iptables -w -I INPUT 1 -i "$BRIDGE_PREFIX+" -j "$FIREWALL_CHAIN"
+    fi
+    say "engine: firewall $FIREWALL_CHAIN: $ENGINE_ADDRESS_POOL may reach only tcp/$MIRROR_PORT on this host"
+}
+
+firewall_down() {
+    command -v iptables >/dev/null || return 0
+    while iptables -w -D INPUT ! -i lo -s "$ENGINE_ADDRESS_POOL" -j "$FIREWALL_CHAIN" 2>/dev/null; do :; done
+    while iptables -w -D INPUT -i "$BRIDGE_PREFIX+" -j "$FIREWALL_CHAIN" 2>/dev/null; do :; done
+    if iptables -w -F "$FIREWALL_CHAIN" 2>/dev/null; then
+        iptables -w -X "$FIREWALL_CHAIN"
+        say "engine: firewall $FIREWALL_CHAIN removed"
+    fi
+}
+
 show_log() {
     printf -- '--- last lines of %s ---\n' "$ENGINE_LOG" >&2
     tail -n 25 "$ENGINE_LOG" >&2 || true
@@ -83,6 +136,9 @@ show_log() {
 start() {
     need_root
     with_lock engine
+    # Before any sandbox can run, and again on reuse (a reboot or an operator
+    # may have flushed it while the engine stayed up).
+    firewall_up
     if answers; then
         say "engine: running (reused) at unix://$ENGINE_SOCKET_PATH"
         return 0
@@ -142,6 +198,7 @@ stop() {
             say "engine: the daemon at unix://$ENGINE_SOCKET_PATH is not ours (no matching pidfile); leaving it"
         else
             say "engine: not running"
+            firewall_down  # no sandbox left to guard (a crashed engine's rules)
         fi
         return 0
     fi
@@ -153,6 +210,7 @@ stop() {
         kill -KILL "$pid" 2>/dev/null || true
         wait_gone 5 "$pid" || die "engine: pid $pid survived SIGKILL"
     fi
+    firewall_down
     say "engine: stopped"
 }
 
@@ -178,5 +236,7 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    firewall-up) need_root; firewall_up ;;
+    firewall-down) need_root; firewall_down ;;
+    *) echo "usage: $0 start|stop|status|firewall-up|firewall-down" >&2; exit 2 ;;
 esac

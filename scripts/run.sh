@@ -6,7 +6,7 @@
 # Ctrl-C (or SIGTERM) stops all three; a second Ctrl-C kills them at once.
 # If one of them dies, the others are stopped and this exits non-zero.
 # Daemons that the preceding setup started for this run (names listed in
-# $PLAYGROUND_STARTED_FILE: engine, redis) are stopped on the way out too.
+# $PLAYGROUND_STARTED_FILE: engine, redis, registry) are stopped on the way out too.
 #
 #   PLAYGROUND_BIND  address Daphne listens on (default 127.0.0.1)
 #   PLAYGROUND_PORT  its port (default 8000)
@@ -51,6 +51,7 @@ stop_owned_daemons() {
     local file="${PLAYGROUND_STARTED_FILE:-}"
     [ -n "$file" ] && [ -f "$file" ] || return 0
     # Stop what setup started for this run, in reverse order of need.
+    if grep -qx registry "$file"; then "$REPO_ROOT/scripts/registry.sh" stop || true; fi
     if grep -qx redis "$file"; then "$REPO_ROOT/scripts/redis.sh" stop || true; fi
     if grep -qx engine "$file"; then "$REPO_ROOT/scripts/engine.sh" stop || true; fi
     rm -f "$file"

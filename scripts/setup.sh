@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bring this machine to a working playground: system packages, the Python
-# environment, the lab-host engine, Redis, the sandbox images and the database.
+# environment, the lab-host engine, Redis, the sandbox images, the registry
+# mirror and the database.
 #
 # Idempotent and quick when nothing changed (every step checks first), so
 # `make up` and `make test` run it every time. Needs root (Debian 12).
@@ -21,6 +22,7 @@ set -euo pipefail
 BASE_PACKAGES=(
     docker.io             # dockerd 20.10 + containerd + runc: the lab-host engine
     crun                  # the runtime Docker-in-instance images use inside
+    docker-registry       # the lab registry mirror (scripts/registry.sh)
     redis-server          # broker, channel layer, cache (and redis-cli)
     debootstrap           # builds the sandbox images from Debian packages
     debian-archive-keyring
@@ -142,6 +144,14 @@ else
     "$REPO_ROOT/scripts/build-images.sh"
 fi
 
+# The read-only Docker Hub mirror of the docker image's inner engines, filled
+# from sandboxes/mirror/ (only when those recipes changed).
+if [ -n "${PLAYGROUND_LAB_HOSTS:-}" ] && [ -z "${PLAYGROUND_ENGINE_SOCKET:-}" ]; then
+    say "registry: skipped (own lab hosts: run scripts/registry.sh on each)"
+else
+    "$REPO_ROOT/scripts/registry.sh" start
+fi
+
 if [ -x "$REPO_ROOT/scripts/build-frontend.sh" ]; then
     "$REPO_ROOT/scripts/build-frontend.sh"
 fi
@@ -151,6 +161,12 @@ if [ -f "$REPO_ROOT/manage.py" ]; then
         die "database: manage.py migrate failed"
     fi
     say "database: migrated"
+    # The labs shipped in labs/ (idempotent: unchanged labs are left alone).
+    if [ -d "$REPO_ROOT/labs" ]; then
+        "$VENV/bin/python" manage.py import_labs "$REPO_ROOT/labs" >/dev/null \
+            || die "labs: manage.py import_labs labs/ failed"
+        say "labs: imported"
+    fi
 else
     say "database: manage.py not there yet, skipping migrate"
 fi

@@ -60,9 +60,15 @@ class Stack:
             "PLAYGROUND_HEALTH_SECONDS": "1",
             "PLAYGROUND_RECONCILE_SECONDS": "2",
             "PLAYGROUND_ACTIVITY_FLUSH_SECONDS": "0",
+            # No hot-start pool unless a test asks for one: tests count the
+            # containers they make, and a pool would be extra ones.
+            "PLAYGROUND_POOL_SIZE": "0",
             # Tests make many sessions quickly; rate limits get tests of their own.
             "PLAYGROUND_SESSION_RATE_USER": "1000/min",
             "PLAYGROUND_SESSION_RATE_GUEST": "1000/min",
+            "PLAYGROUND_EXEC_RATE_USER": "10000/min",
+            "PLAYGROUND_EXEC_RATE_GUEST": "10000/min",
+            "PLAYGROUND_SESSION_RATE_GUEST_ADDRESS": "10000/min",
             **(env or {}),
         }
         self.processes: list[tuple[str, subprocess.Popen]] = []

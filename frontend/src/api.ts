@@ -21,6 +21,8 @@ export interface Session {
   instances: Instance[];
   reason?: string;
   extensions?: number;
+  template?: string | null;
+  setup?: { state: "pending" | "running" | "done" | "failed"; message: string; roles: Record<string, string> } | null;
 }
 
 export const LIVE_STATES = new Set(["starting", "running"]);
@@ -108,8 +110,8 @@ export function describe(error: unknown): string {
 }
 
 /** Start a session and go to its page; errors are for the caller to show. */
-export async function startSession(): Promise<never> {
-  const session = await api<Session>("POST", "/api/sessions/", {});
+export async function startSession(body: Record<string, string> = {}): Promise<never> {
+  const session = await api<Session>("POST", "/api/sessions/", body);
   window.location.assign(`/sessions/${encodeURIComponent(session.id)}/`);
   return new Promise<never>(() => {});
 }

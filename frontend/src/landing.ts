@@ -11,27 +11,35 @@ function showError(text: string): void {
   error.hidden = false;
 }
 
-start?.addEventListener("click", async () => {
-  start.disabled = true;
+// Start (the default image) and the other choices: an image or a template.
+const choices = [start, ...document.querySelectorAll<HTMLButtonElement>("[data-start]")].filter(
+  (b): b is HTMLButtonElement => b !== null,
+);
+for (const button of choices) {
+  button.addEventListener("click", () => void begin(button, JSON.parse(button.dataset.start ?? "{}")));
+}
+
+async function begin(button: HTMLButtonElement, body: Record<string, string>): Promise<void> {
+  const start = button;
+  for (const other of choices) other.disabled = true;
   start.classList.add("busy");
   error.hidden = true;
   try {
-    await startSession();
+    await startSession(body);
   } catch (failure) {
     let text = describe(failure);
     if (failure instanceof ApiError && failure.code === "limit_reached" && document.querySelector(".session-row")) {
       text += " Open or end one of your sessions below.";
     }
     showError(text);
-    start.disabled = false;
     start.classList.remove("busy");
     // Rate limits and full hosts say when a retry can help.
-    if (failure instanceof ApiError && failure.retryAfter) {
-      start.disabled = true;
-      window.setTimeout(() => (start.disabled = false), failure.retryAfter * 1000);
-    }
+    const wait = failure instanceof ApiError && failure.retryAfter ? failure.retryAfter * 1000 : 0;
+    window.setTimeout(() => {
+      for (const other of choices) other.disabled = false;
+    }, wait);
   }
-});
+}
 
 for (const button of document.querySelectorAll<HTMLButtonElement>("[data-end-session]")) {
   button.addEventListener("click", async () => {

@@ -15,7 +15,8 @@ declare global {
 
 const LIVE_INSTANCE = new Set(["provisioning", "running"]);
 const POLL_BUSY_MS = 2_000;
-const POLL_IDLE_MS = 15_000;
+// Also how soon a port a server starts listening on shows up as a link.
+const POLL_IDLE_MS = 5_000;
 
 const root = document.getElementById("session") as HTMLElement;
 const config = {
@@ -30,6 +31,7 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getEleme
 const list = $<HTMLUListElement>("instances");
 const panes = $("panes");
 const countLabel = $("instance-count");
+const setupStatus = $("setup-status");
 const addButton = $<HTMLButtonElement>("add-instance");
 const timer = $("timer");
 const countdown = $("countdown");
@@ -61,13 +63,17 @@ window.playgroundTerminals = {};
 
 let noticeTimer: number | undefined;
 
-function showNotice(text: string, kind: "error" | "info" = "error"): void {
+function showNotice(text: string, kind: "error" | "info" | "message" = "error"): void {
   noticeText.textContent = text;
   notice.dataset.kind = kind;
   notice.hidden = false;
   window.clearTimeout(noticeTimer);
+  // An instructor's message stays until dismissed.
   if (kind === "info") noticeTimer = window.setTimeout(() => (notice.hidden = true), 6000);
 }
+
+// One message reaches every terminal of the page: show it once.
+let lastMessage = "";
 
 $("notice-close").addEventListener("click", () => (notice.hidden = true));
 
@@ -75,6 +81,22 @@ $("notice-close").addEventListener("click", () => (notice.hidden = true));
 
 function liveInstances(): Instance[] {
   return session.instances.filter((i) => LIVE_INSTANCE.has(i.state));
+}
+
+/** A template's set-up (e.g. the swarm being formed), while it runs and if it failed. */
+function renderSetup(): void {
+  const setup = session.setup;
+  setupStatus.hidden = !setup;
+  if (!setup) return;
+  const prefix = session.template ? `${session.template}: ` : "";
+  const text: Record<string, string> = {
+    pending: "setting up",
+    running: "setting up",
+    done: "ready",
+    failed: "set-up failed",
+  };
+  setupStatus.textContent = `${prefix}${text[setup.state] ?? setup.state}${setup.state === "done" ? "" : ` (${setup.message})`}`;
+  setupStatus.className = `setup-status setup-${setup.state}`;
 }
 
 function renderInstances(): void {
@@ -95,6 +117,13 @@ function renderInstances(): void {
     ip.className = "instance-ip";
     ip.textContent = instance.ip ?? "no address yet";
     pick.append(name, ip);
+    const role = session.setup?.roles?.[instance.hostname];
+    if (role) {
+      const badge = document.createElement("span");
+      badge.className = "instance-role";
+      badge.textContent = role;
+      name.append(" ", badge);
+    }
     pick.addEventListener("click", () => select(instance.id));
 
     const state = document.createElement("span");
@@ -111,9 +140,11 @@ function renderInstances(): void {
     remove.addEventListener("click", () => deleteInstance(instance));
 
     item.append(pick, state, remove);
+    if (instance.state === "running" && instance.ports?.length) item.append(portLinks(instance));
     return item;
   });
   list.replaceChildren(...items);
+  renderSetup();
 
   const live = liveInstances().length;
   countLabel.textContent = `${live} of ${config.maxInstances}`;
@@ -185,6 +216,12 @@ function connectPane(instance: Instance, pane: Pane): void {
     onExpiry: (expiresAt) => {
       session.expires_at = expiresAt;
       tick();
+    },
+    onMessage: (text, from) => {
+      const shown = `${from ? `${from} (instructor)` : "Your instructor"}: ${text}`;
+      if (shown === lastMessage && !notice.hidden) return;
+      lastMessage = shown;
+      showNotice(shown, "message");
     },
     onSessionOver: () => void refresh(),
     onStatus: (state) => {
@@ -264,6 +301,54 @@ async function deleteInstance(instance: Instance): Promise<void> {
     handleError(error);
   }
 }
+
+// -- ports --------------------------------------------------------------------------------
+// Each link opens the port on an origin of its own (API.md, "Ports"); its
+// grant is fresh from the last poll.
+
+function portLinks(instance: Instance): HTMLElement {
+  const box = document.createElement("div");
+  box.className = "instance-ports";
+  box.setAttribute("aria-label", `Open ports of ${instance.hostname}`);
+  for (const { port, url } of instance.ports) {
+    const link = document.createElement("a");
+    link.className = "port-link";
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = String(port);
+    link.title = `Open port ${port} of ${instance.hostname} in a new tab`;
+    box.append(link);
+  }
+  return box;
+}
+
+const openPortForm = $<HTMLFormElement>("open-port");
+const openPortNumber = $<HTMLInputElement>("open-port-number");
+
+openPortForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const instance = findInstance(selected);
+  const port = Number(openPortNumber.value);
+  if (!instance || !Number.isInteger(port) || port < 1 || port > 65535) {
+    showNotice("Give a port number from 1 to 65535, with an instance selected.");
+    return;
+  }
+  // Opened now, while the click counts as the user's, and pointed at the port once known.
+  const tab = window.open("", "_blank");
+  try {
+    const { url } = await api<{ port: number; url: string }>(
+      "POST", `/api/sessions/${session.id}/instances/${instance.id}/ports/`, { port },
+    );
+    if (tab) {
+      tab.opener = null;
+      tab.location.href = url;
+    } else window.location.assign(url);
+  } catch (error) {
+    tab?.close();
+    handleError(error);
+  }
+});
 
 // -- font size and full screen ---------------------------------------------------------
 
@@ -345,6 +430,22 @@ async function extend(): Promise<void> {
 
 for (const button of extendButtons) button.addEventListener("click", () => void extend());
 
+// In a class: raise or lower a hand, which the instructor's dashboard shows.
+const handButton = document.getElementById("raise-hand") as HTMLButtonElement | null;
+handButton?.addEventListener("click", async () => {
+  const raise = handButton.getAttribute("aria-pressed") !== "true";
+  handButton.disabled = true;
+  try {
+    const answer = await api<{ raised: boolean }>("POST", `/api/sessions/${session.id}/hand/`, { raised: raise });
+    handButton.setAttribute("aria-pressed", String(answer.raised));
+    handButton.textContent = answer.raised ? "Lower hand" : "✋ Raise hand";
+  } catch (error) {
+    handleError(error);
+  } finally {
+    handButton.disabled = false;
+  }
+});
+
 // -- the session's state -------------------------------------------------------------------
 
 async function refresh(): Promise<void> {
@@ -364,7 +465,11 @@ async function refresh(): Promise<void> {
   }
   syncPanes();
   tick();
-  const busy = session.state === "starting" || session.instances.some((i) => i.state === "provisioning");
+  const busy =
+    session.state === "starting" ||
+    session.instances.some((i) => i.state === "provisioning") ||
+    session.setup?.state === "pending" ||
+    session.setup?.state === "running";
   schedulePoll(busy ? POLL_BUSY_MS : POLL_IDLE_MS);
 }
 

@@ -51,6 +51,10 @@ export interface TerminalCallbacks {
   onExpiry?(expiresAt: string): void;
   /** The session ended (status `session_over` or close 4410). */
   onSessionOver?(): void;
+  /** Who may type now (`control` events): the owner or a class's instructor. */
+  onControl?(by: "owner" | "instructor"): void;
+  /** A message from the class's instructor (`message` events). */
+  onMessage?(text: string, from: string): void;
   /** The connection changed phase; `text` says why, for the person. */
   onPhase?(phase: Phase, text: string): void;
 }
@@ -60,6 +64,9 @@ export interface TerminalOptions extends TerminalCallbacks {
   path: string;
   /** The instance's hostname, for messages. */
   name: string;
+  /** `instructor`: a class's instructor watching a learner's terminal, who
+   * types only after taking over and never resizes it. Default `owner`. */
+  role?: "owner" | "instructor";
 }
 
 const encoder = new TextEncoder();
@@ -303,12 +310,25 @@ export class TerminalClient {
         break;
       case "control": {
         // The owner's page: when an instructor takes over, typing here is off.
-        const readOnly = message.by === "instructor";
+        // An instructor's page: typing is on only while they have taken over.
+        const by = message.by === "instructor" ? "instructor" : "owner";
+        const instructor = this.options.role === "instructor";
+        const readOnly = instructor ? by !== "instructor" : by === "instructor";
         this.term.options.disableStdin = readOnly;
         this.host.classList.toggle("read-only", readOnly);
-        this.host.title = readOnly ? "Your instructor is typing in this terminal." : "";
+        this.host.title = readOnly
+          ? instructor
+            ? "Read-only: take over to type in the learner's terminal."
+            : "Your instructor is typing in this terminal."
+          : "";
+        this.options.onControl?.(by);
         break;
       }
+      case "message":
+        if (typeof message.text === "string") {
+          this.options.onMessage?.(message.text, typeof message.from === "string" ? message.from : "");
+        }
+        break;
       case "replay":
         // This playground's server announces each replay (on connect, and
         // when a connection that fell behind gets the current screen instead
@@ -439,7 +459,13 @@ export class TerminalClient {
 
   private sendSize(): void {
     this.fitNow();
+    if (this.options.role === "instructor") return; // the learner's window decides
     this.sendControl({ type: "resize", cols: this.term.cols, rows: this.term.rows });
+  }
+
+  /** A class's instructor takes the keyboard of the learner's terminal, or gives it back. */
+  takeOver(take: boolean): void {
+    this.sendControl({ type: take ? "takeover" : "release" });
   }
 
   /** xterm parsed `size` bytes of output: acknowledge them, in batches. */

@@ -18,8 +18,10 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from playground import audit
 from playground.accounts.actions import is_guest
 from playground.errors import (
+    Forbidden,
     Invalid,
     LimitReached,
     NoCapacity,
@@ -46,8 +48,30 @@ def images() -> list[dict]:
 
 
 def templates() -> list[dict]:
-    """Ready-made multi-instance setups (they arrive with the Docker image)."""
-    return []
+    """Ready-made multi-instance setups whose image this installation has."""
+    return [
+        {"name": name, "description": spec["description"], "instances": len(_template_roles(spec))}
+        for name, spec in settings.PLAYGROUND_TEMPLATES.items()
+        if spec["image"] in settings.PLAYGROUND_IMAGES
+    ]
+
+
+def _template_roles(spec: dict) -> dict[str, str]:
+    """hostname -> role, in instance order (managers first)."""
+    swarm = spec.get("swarm") or {}
+    roles = {name: "manager" for name in swarm.get("managers", [])}
+    roles.update({name: "worker" for name in swarm.get("workers", [])})
+    for name in spec.get("instances", []):
+        roles.setdefault(name, "")
+    return roles
+
+
+def _template(name: str) -> dict:
+    known = {t["name"] for t in templates()}
+    if name not in known:
+        choices = ", ".join(sorted(known)) or "none here"
+        raise Invalid(f"Unknown template {name!r}; choose one of: {choices}.")
+    return settings.PLAYGROUND_TEMPLATES[name]
 
 
 def _image_ref(name: str) -> str:
@@ -58,12 +82,26 @@ def _image_ref(name: str) -> str:
         raise Invalid(f"Unknown image {name!r}; choose one of: {known}.") from None
 
 
+def _image_options(name: str) -> dict:
+    """What an image kind adds to its InstanceSpec: the nested-Docker profile,
+    and for its inner engine the port of the lab host's registry mirror (it
+    pulls Docker Hub images from there) and whether Docker Hub is reachable."""
+    if not settings.PLAYGROUND_IMAGES[name].get("nested_docker"):
+        return {}
+    env = {
+        "PLAYGROUND_MIRROR_PORT": str(settings.PLAYGROUND_MIRROR_PORT),
+        "PLAYGROUND_EGRESS": "1" if settings.PLAYGROUND_EGRESS else "0",
+    }
+    return {"nested_docker": True, "env": env}
+
+
 def instance_limits() -> Limits:
     return Limits(
         memory_bytes=settings.PLAYGROUND_INSTANCE_MEMORY_MB * 1024 * 1024,
         cpus=settings.PLAYGROUND_INSTANCE_CPUS,
         pids=settings.PLAYGROUND_INSTANCE_PIDS,
         log_max_bytes=settings.PLAYGROUND_INSTANCE_LOG_KB * 1024,
+        capabilities=tuple(settings.PLAYGROUND_INSTANCE_CAPABILITIES),
     )
 
 
@@ -129,14 +167,11 @@ def _next_number(session: Session) -> int:
     return number
 
 
-def start_session(*, user, image: str | None = None) -> Session:
+def start_session(*, user, image: str | None = None, hostname: str = "node1") -> Session:
     """Allocate a session with one instance; a worker provisions it."""
     image = image or settings.PLAYGROUND_DEFAULT_IMAGE
     _image_ref(image)
-    cap = settings.PLAYGROUND_MAX_SESSIONS_GUEST if is_guest(user) else settings.PLAYGROUND_MAX_SESSIONS_USER
-    live = Session.objects.filter(owner=user, state__in=Session.LIVE_STATES).count()
-    if live >= cap:
-        raise LimitReached(f"You already have {live} live session(s), the most allowed; end one first.")
+    check_session_cap(user)
     host = _choose_host()
     now = timezone.now()
     with transaction.atomic():
@@ -146,25 +181,162 @@ def start_session(*, user, image: str | None = None) -> Session:
             expires_at=now + timedelta(seconds=settings.PLAYGROUND_SESSION_LIFETIME),
             last_activity_at=now,
         )
-        instance = Instance.objects.create(session=session, number=1, hostname="node1", image=image, host=host)
-        transaction.on_commit(lambda: _queue_provision(instance.id))
+        instance = _claim_pooled(session=session, image=image, hostname=hostname)
+        if instance is None:
+            instance = Instance.objects.create(session=session, number=1, hostname=hostname, image=image, host=host)
+            transaction.on_commit(lambda: _queue_provision(instance.id))
+        else:
+            transaction.on_commit(_queue_fill_pools)
     log.info("session %s started for %s on %s", session.id, user, host)
+    audit.record("session.started", user=user, session=session.id, host=host, image=image)
     return session
 
 
-def add_instance(*, session: Session, image: str | None = None) -> Instance:
+def instance_cap(session: Session) -> int:
+    """Instances a session may have: its own limit (a class's) or the default."""
+    return session.max_instances or settings.PLAYGROUND_MAX_INSTANCES
+
+
+def check_session_cap(user) -> None:
+    if getattr(user, "username", None) == settings.PLAYGROUND_POOL_USERNAME:
+        return  # the hot-start pool's system user holds sessions for whole classes
+    cap = settings.PLAYGROUND_MAX_SESSIONS_GUEST if is_guest(user) else settings.PLAYGROUND_MAX_SESSIONS_USER
+    live = Session.objects.filter(owner=user, state__in=Session.LIVE_STATES).count()
+    if live >= cap:
+        raise LimitReached(f"You already have {live} live session(s), the most allowed; end one first.")
+
+
+def start_template_session(*, user, template: str) -> Session:
+    """Allocate a session with a template's instances; workers provision them
+    and then set the template up (a swarm: init on the first manager, join the rest)."""
+    spec = _template(template)
+    roles = _template_roles(spec)
+    if len(roles) > settings.PLAYGROUND_MAX_INSTANCES:
+        raise LimitReached(
+            f"Template {template!r} needs {len(roles)} instances; sessions here may have "
+            f"{settings.PLAYGROUND_MAX_INSTANCES}."
+        )
+    check_session_cap(user)
+    host = _choose_host()
+    now = timezone.now()
+    with transaction.atomic():
+        session = Session.objects.create(
+            owner=user,
+            host=host,
+            expires_at=now + timedelta(seconds=settings.PLAYGROUND_SESSION_LIFETIME),
+            last_activity_at=now,
+            template=template,
+            setup={"state": "pending", "message": "starting the instances", "roles": roles},
+        )
+        made = [
+            Instance.objects.create(session=session, number=n, hostname=name, image=spec["image"], host=host)
+            for n, name in enumerate(roles, start=1)
+        ]
+        for instance in made:
+            transaction.on_commit(lambda iid=instance.id: _queue_provision(iid))
+        transaction.on_commit(lambda: _queue_setup(session.id))
+    log.info("session %s started for %s on %s from template %s", session.id, user, host, template)
+    audit.record("session.started", user=user, session=session.id, host=host, template=template)
+    return session
+
+
+def _queue_setup(session_id: str) -> None:
+    from .tasks import setup_template
+
+    setup_template.delay(session_id)
+
+
+def _set_setup(session: Session, state: str, message: str) -> None:
+    setup = {**(session.setup or {}), "state": state, "message": message}
+    Session.objects.filter(id=session.id).update(setup=setup)
+    session.setup = setup
+
+
+WAIT_FOR_DOCKER = (
+    "for i in $(seq 1 240); do docker info >/dev/null 2>&1 && exit 0; sleep 0.25; done; "
+    "echo 'the Docker Engine in this instance did not start' >&2; exit 1"
+)
+
+
+def setup_template(*, session_id: str) -> str:
+    """One step of a template's set-up: "wait" while instances still start
+    (the task asks again shortly), else "done" or "failed". Idempotent: a node
+    already in the swarm is left as it is."""
+    session = Session.objects.filter(id=session_id).first()
+    if session is None or not session.is_live or not session.setup:
+        return "done"
+    if session.setup.get("state") in ("done", "failed"):
+        return session.setup["state"]
+    instances = {i.hostname: i for i in session.instances.all()}
+    failed = [i.hostname for i in instances.values() if i.state in (Instance.State.FAILED, Instance.State.STOPPED)]
+    if failed:
+        _set_setup(session, "failed", f"{', '.join(failed)} did not start, so the set-up stopped")
+        return "failed"
+    if any(i.state != Instance.State.RUNNING for i in instances.values()):
+        age = (timezone.now() - session.created_at).total_seconds()
+        if age > settings.PLAYGROUND_TEMPLATE_SETUP_SECONDS:
+            _set_setup(session, "failed", "the instances took too long to start")
+            return "failed"
+        return "wait"
+    swarm = settings.PLAYGROUND_TEMPLATES.get(session.template, {}).get("swarm")
+    try:
+        if swarm:
+            _form_swarm(session, instances, swarm)
+        _set_setup(session, "done", "ready")
+        return "done"
+    except (DriverError, _SetupFailed) as exc:
+        _set_setup(session, "failed", str(exc))
+        return "failed"
+
+
+class _SetupFailed(Exception):
+    pass
+
+
+def _run(instance: Instance, command: str, *, timeout: float = 60.0) -> str:
+    result = hosts.driver_for(instance.host).exec(instance.driver_state, command, timeout=timeout)
+    output = result.output.decode("utf-8", "replace").strip()
+    if result.exit_code != 0:
+        raise _SetupFailed(f"{instance.hostname}: `{command.split(';')[0][:60]}` failed: {output[-300:]}")
+    return output
+
+
+def _form_swarm(session: Session, instances: dict[str, Instance], swarm: dict) -> None:
+    managers, workers = swarm.get("managers", []), swarm.get("workers", [])
+    _set_setup(session, "running", "waiting for Docker in every instance")
+    for name in [*managers, *workers]:
+        _run(instances[name], WAIT_FOR_DOCKER, timeout=90)
+    leader = instances[managers[0]]
+    state = "docker info --format '{{.Swarm.LocalNodeState}}'"
+    _set_setup(session, "running", f"initialising the swarm on {leader.hostname}")
+    if _run(leader, state) != "active":
+        _run(leader, f"docker swarm init --advertise-addr {leader.ip}")
+    tokens = {role: _run(leader, f"docker swarm join-token -q {role}") for role in ("manager", "worker")}
+    for role, names in (("manager", managers[1:]), ("worker", workers)):
+        for name in names:
+            node = instances[name]
+            _set_setup(session, "running", f"joining {name} as a {role}")
+            if _run(node, state) != "active":
+                _run(node, f"docker swarm join --token {tokens[role]} {leader.ip}:2377")
+    log.info("session %s: swarm of %d manager(s) and %d worker(s) formed", session.id, len(managers), len(workers))
+
+
+def add_instance(*, session: Session, image: str | None = None, hostname: str | None = None) -> Instance:
+    """Add an instance (``nodeN`` unless a lab names it ``hostname``)."""
     _require_live(session)
     image = image or settings.PLAYGROUND_DEFAULT_IMAGE
     _image_ref(image)
     with transaction.atomic():
         live = session.instances.filter(state__in=LIVE_INSTANCE_STATES).count()
-        if live >= settings.PLAYGROUND_MAX_INSTANCES:
+        if live >= instance_cap(session):
             raise LimitReached(f"This session already has {live} instances, the most allowed.")
         number = _next_number(session)
         instance = Instance.objects.create(
-            session=session, number=number, hostname=f"node{number}", image=image, host=session.host
+            session=session, number=number, hostname=hostname or f"node{number}", image=image, host=session.host
         )
         transaction.on_commit(lambda: _queue_provision(instance.id))
+    audit.record("instance.added", user=session.owner, session=session.id, instance=instance.id,
+                 hostname=instance.hostname, image=image)
     return instance
 
 
@@ -213,17 +385,28 @@ def provision_instance(*, instance_id: str) -> None:
         )
         return
     started = time.perf_counter()
-    hop_ms = (timezone.now() - instance.created_at).total_seconds() * 1000
+    # Queued to started: a claimed pooled instance was queued when its session was made.
+    queued_at = session.created_at if instance.driver_state and session is not None else instance.created_at
+    hop_ms = (timezone.now() - queued_at).total_seconds() * 1000
     driver = hosts.driver_for(instance.host)
     created = None
     for attempt, delay in enumerate((0.0, *PROVISION_RETRY_DELAYS)):
         time.sleep(delay)
         try:
-            network = _ensure_network(session) if session is not None else None
+            if session is not None:
+                network = _ensure_network(session)
+            else:  # a pooled instance waits on a network of its own, handed over with it
+                network = driver.create_network(instance.id, egress=settings.PLAYGROUND_EGRESS)
+                Instance.objects.filter(id=instance.id).update(pool_network=network)
+            if instance.driver_state and network is not None:
+                # A pooled container, claimed: it joins the session's network.
+                created = driver.connect_instance(instance.driver_state, network, hostname=instance.hostname)
+                break
             created = driver.create_instance(
                 InstanceSpec(
                     instance_id=instance.id,
                     image=_image_ref(instance.image),
+                    **_image_options(instance.image),
                     hostname=instance.hostname,
                     network=network,
                     limits=instance_limits(),
@@ -235,14 +418,22 @@ def provision_instance(*, instance_id: str) -> None:
                 _fail_instance(instance, f"could not start: {exc.message}")
                 return
             log.warning("provisioning %s failed (%s); retrying", instance.id, exc.message)
-    log.info("instance %s running: hop_ms=%.1f create_ms=%.1f", instance.id, hop_ms,
-             (time.perf_counter() - started) * 1000)
-    won = Instance.objects.filter(id=instance.id, state=Instance.State.PROVISIONING).update(
-        state=Instance.State.RUNNING, ip=created.ip, driver_state=created.state, running_at=timezone.now()
-    )
+    if created is None:  # pragma: no cover - the loop either breaks or returns
+        return
+    if instance.driver_state:
+        log.info("instance %s running: claimed from the pool, hop_ms=%.1f connect_ms=%.1f", instance.id,
+                 hop_ms, (time.perf_counter() - started) * 1000)
+    else:
+        log.info("instance %s running: hop_ms=%.1f create_ms=%.1f", instance.id, hop_ms,
+                 (time.perf_counter() - started) * 1000)
+    won = Instance.objects.filter(
+        id=instance.id, state=Instance.State.PROVISIONING, session=instance.session_id
+    ).update(state=Instance.State.RUNNING, ip=created.ip, driver_state=created.state, running_at=timezone.now())
     if not won:
         # Removed or ended while we were creating it: leave nothing behind.
-        _remove_quietly(instance.host, created.state)
+        # (A pooled one claimed meanwhile is its new session's to connect.)
+        if not Instance.objects.filter(id=instance.id, state__in=LIVE_INSTANCE_STATES).exists():
+            _remove_quietly(instance.host, created.state)
         return
     if session is not None:
         Session.objects.filter(id=session.id, state=Session.State.STARTING).update(state=Session.State.RUNNING)
@@ -251,11 +442,129 @@ def provision_instance(*, instance_id: str) -> None:
             teardown_session(session_id=session.id)
 
 
+# -- hot-start pool ---------------------------------------------------------------------
+# Pooled instances are Instance rows without a session: running containers of
+# the default image, hostname node1, on no network. A new session claims one
+# with a conditional update (two requests never get the same one); a worker
+# then connects it to the session's network. The filler keeps the pool at
+# PLAYGROUND_POOL_SIZE per healthy host, within the host's capacity.
+
+POOL_HOSTNAME = "node1"
+
+
+def _claim_pooled(*, session: Session, image: str, hostname: str) -> Instance | None:
+    if hostname != POOL_HOSTNAME or image != settings.PLAYGROUND_DEFAULT_IMAGE:
+        return None
+    candidates = Instance.objects.filter(
+        session__isnull=True, host=session.host, image=image, state=Instance.State.RUNNING
+    ).order_by("created_at").values_list("id", flat=True)[:5]
+    for candidate in candidates:
+        claimed = Instance.objects.filter(id=candidate, session__isnull=True, state=Instance.State.RUNNING).update(
+            session=session, number=1
+        )
+        if not claimed:
+            continue  # another request was quicker
+        instance = Instance.objects.get(id=candidate)
+        if instance.pool_network:
+            # Running already, on a network of its own that becomes the
+            # session's: nothing is left for a worker to do.
+            Session.objects.filter(id=session.id).update(
+                network_state=instance.pool_network, state=Session.State.RUNNING
+            )
+            session.refresh_from_db()
+        else:  # made without a network (an older pool): a worker connects it
+            Instance.objects.filter(id=candidate).update(state=Instance.State.PROVISIONING)
+            transaction.on_commit(lambda: _queue_provision(candidate))
+        log.info("session %s claimed pooled instance %s", session.id, candidate)
+        return instance
+    return None
+
+
+def _queue_fill_pools() -> None:
+    from .tasks import fill_pools
+
+    fill_pools.delay()
+
+
+def fill_pools() -> dict[str, int]:
+    """Bring every healthy host's pool to its size; returns instances made per host.
+
+    One filler at a time per deployment (a cache lock); pooled rows that failed
+    are removed with their containers, a pool over its size is trimmed."""
+    lock = f"pool-lock:{settings.PLAYGROUND_DEPLOYMENT}"
+    if not cache.add(lock, 1, timeout=300):
+        return {}
+    try:
+        made: dict[str, int] = {}
+        for dead in Instance.objects.filter(session__isnull=True).exclude(state__in=LIVE_INSTANCE_STATES):
+            if _remove_pooled(dead):
+                dead.delete()
+        image = settings.PLAYGROUND_DEFAULT_IMAGE
+        for host in hosts.lab_hosts():
+            if not hosts.health_of(host).ok:
+                continue
+            pooled = list(
+                Instance.objects.filter(session__isnull=True, host=host, state__in=LIVE_INSTANCE_STATES)
+                .order_by("-created_at")
+            )
+            wanted = [i for i in pooled if i.image == image][: settings.PLAYGROUND_POOL_SIZE]
+            for extra in pooled:
+                if extra not in wanted:
+                    _discard_pooled(extra)
+            used = Instance.objects.filter(host=host, state__in=LIVE_INSTANCE_STATES).count()
+            room = settings.PLAYGROUND_HOST_CAPACITY - used
+            missing = min(settings.PLAYGROUND_POOL_SIZE - len(wanted), room)
+            made[host] = 0
+            for _ in range(max(missing, 0)):
+                row = Instance.objects.create(session=None, number=1, hostname=POOL_HOSTNAME, image=image, host=host)
+                provision_instance(instance_id=row.id)
+                row.refresh_from_db()
+                if row.state != Instance.State.RUNNING:
+                    break  # the host is struggling: try again on the next round
+                made[host] += 1
+        return made
+    finally:
+        cache.delete(lock)
+
+
+def _discard_pooled(instance: Instance) -> None:
+    claimed = Instance.objects.filter(id=instance.id, session__isnull=True, state__in=LIVE_INSTANCE_STATES).update(
+        state=Instance.State.STOPPED, reason="removed from the pool"
+    )
+    if claimed and _remove_pooled(instance):
+        instance.delete()
+
+
+def _remove_pooled(instance: Instance) -> bool:
+    """Remove a pooled instance's container and network; False if the host balked."""
+    instance.refresh_from_db(fields=["driver_state", "pool_network"])
+    if not _remove_quietly(instance.host, instance.driver_state):
+        return False
+    if instance.pool_network:
+        try:
+            hosts.driver_for(instance.host).remove_network(instance.pool_network)
+        except DriverError as exc:
+            log.warning("could not remove pool network %s (%s)", instance.pool_network.get("name"), exc.message)
+            return False
+    return True
+
+
+def drain_pools() -> int:
+    """Remove every pooled instance (an operator shrinking to nothing, or tests)."""
+    drained = 0
+    for instance in Instance.objects.filter(session__isnull=True):
+        _discard_pooled(instance)
+        drained += 1
+    return drained
+
+
 def _fail_instance(instance: Instance, reason: str) -> None:
     Instance.objects.filter(id=instance.id, state__in=LIVE_INSTANCE_STATES).update(
         state=Instance.State.FAILED, reason=reason[:300]
     )
     log.warning("instance %s failed: %s", instance.id, reason)
+    audit.record("instance.failed", user=instance.session.owner if instance.session else None,
+                 session=instance.session_id, instance=instance.id, reason=reason)
     session = instance.session
     if session is None:
         return
@@ -285,6 +594,8 @@ def remove_instance(*, instance: Instance) -> None:
     # Claim it so a worker still creating it removes what it made.
     Instance.objects.filter(id=instance.id).update(state=Instance.State.STOPPED, reason="removed")
     instance.refresh_from_db()
+    audit.record("instance.removed", user=instance.session.owner, session=instance.session_id,
+                 instance=instance.id, hostname=instance.hostname)
     if not _remove_quietly(instance.host, instance.driver_state):
         # Keep the row (stopped) so nothing points at a container the engine may
         # still hold; the reconciler removes it when the host answers.
@@ -303,6 +614,7 @@ def end_session(*, session: Session, reason: str = "ended by its owner") -> None
     notify_session(session_id=session.id, event={"type": "session.status", "state": "session_over"})
     teardown_session(session_id=session.id)
     log.info("session %s ended: %s", session.id, reason)
+    audit.record("session.ended", user=session.owner, session=session.id, reason=reason)
 
 
 def teardown_session(*, session_id: str) -> None:
@@ -337,13 +649,30 @@ def extend_session(*, session: Session) -> Session:
     return session
 
 
+def give_time(*, session: Session, seconds: int, user=None) -> Session:
+    """More time for a session from its class's instructor (no cap: their call)."""
+    _require_live(session)
+    Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).update(
+        expires_at=F("expires_at") + timedelta(seconds=seconds)
+    )
+    session.refresh_from_db()
+    notify_session(session_id=session.id, event={"type": "session.expiry", "expires_at": _iso(session.expires_at)})
+    audit.record("session.time_given", user=user, session=session.id, seconds=seconds)
+    return session
+
+
+def tell_session(*, session_id: str, text: str, sender: str) -> None:
+    """Show a message on the session's pages (an instructor's broadcast)."""
+    notify_session(session_id=session_id, event={"type": "session.message", "text": text, "from": sender})
+
+
 def expire_due_sessions() -> list[str]:
     """Claim sessions past their lifetime or idle too long; queue their teardown."""
     now = timezone.now()
     idle_since = now - timedelta(seconds=settings.PLAYGROUND_IDLE_TIMEOUT)
     due = Session.objects.filter(state__in=Session.LIVE_STATES).filter(
         Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_since)
-    )
+    ).select_related("owner")  # named in the audit log
     expired = []
     for session in due:
         if session.expires_at <= now:
@@ -358,6 +687,7 @@ def expire_due_sessions() -> list[str]:
             notify_session(session_id=session.id, event={"type": "session.status", "state": "session_over"})
             transaction.on_commit(lambda sid=session.id: _queue_teardown(sid))
             log.info("session %s expired: %s", session.id, reason)
+            audit.record("session.expired", user=session.owner, session=session.id, reason=reason)
     return expired
 
 
@@ -381,19 +711,22 @@ class TerminalTarget:
     driver_state: dict | None
     expires_at: str
     reason: str
+    role: str = "owner"
+    """``owner``, or ``instructor`` for a class's instructor watching a learner."""
 
 
 def terminal_target(*, user, instance_id: str) -> TerminalTarget:
-    """The instance of a live session of ``user`` whose terminal they open.
+    """The instance of a live session whose terminal ``user`` opens: their
+    own, or a learner's in a class they teach (role ``instructor``).
 
     Raises ``NotFoundError`` for an unknown instance or someone else's (alike,
     existence is not revealed) and ``SessionOver`` once its session ended.
     """
-    instance = (
-        Instance.objects.select_related("session")
-        .filter(id=instance_id, session__owner=user)
-        .first()
-    )
+    found = Instance.objects.select_related("session").filter(id=instance_id)
+    instance, role = found.filter(session__owner=user).first(), "owner"
+    if instance is None:
+        # The classes app links a session to its class (``seat``).
+        instance, role = found.filter(session__seat__classroom__instructors=user).first(), "instructor"
     if instance is None:
         raise NotFoundError("No such instance.")
     _require_live(instance.session)
@@ -405,7 +738,32 @@ def terminal_target(*, user, instance_id: str) -> TerminalTarget:
         driver_state=instance.driver_state,
         expires_at=_iso(instance.session.expires_at),
         reason=instance.reason,
+        role=role,
     )
+
+
+def _control_key(instance_id: str) -> str:
+    return f"terminal-control:{settings.PLAYGROUND_DEPLOYMENT}:{instance_id}"
+
+
+def terminal_control(*, instance_id: str) -> str:
+    """Who may type on an instance's terminal now: ``owner`` or ``instructor``."""
+    return cache.get(_control_key(instance_id)) or "owner"
+
+
+def set_terminal_control(*, target: TerminalTarget, by: str, user=None) -> None:
+    """An instructor takes over a learner's terminal (``by="instructor"``) or
+    gives it back (``"owner"``); every connection to it is told."""
+    if target.role != "instructor":
+        raise Forbidden("Only a class's instructor takes over a learner's terminal.")
+    if by == "instructor":
+        cache.set(_control_key(target.instance_id), "instructor", timeout=12 * 3600)
+    else:
+        cache.delete(_control_key(target.instance_id))
+    notify_session(session_id=target.session_id,
+                   event={"type": "session.control", "instance": target.instance_id, "by": by})
+    audit.record("terminal.takeover" if by == "instructor" else "terminal.released", user=user,
+                 session=target.session_id, instance=target.instance_id)
 
 
 def session_group(session_id: str) -> str:
@@ -537,6 +895,27 @@ def fail_instances_on_host(*, host: str, reason: str) -> int:
     return len(doomed)
 
 
+def enforce_disk_limit(*, host: str) -> list[str]:
+    """End the instances on ``host`` that wrote more than the disk limit: the
+    lab host has no quota (ext4), so this is what stops a disk fill. Returns
+    the ids of the instances it ended."""
+    limit_mb = settings.PLAYGROUND_INSTANCE_DISK_MB
+    usage = hosts.driver_for(host).disk_usage()
+    over = {iid: used for iid, used in usage.items() if used > limit_mb * 1024 * 1024}
+    ended = []
+    for instance in Instance.objects.select_related("session").filter(
+        id__in=over, host=host, state__in=LIVE_INSTANCE_STATES
+    ):
+        used_mb = over[instance.id] // (1024 * 1024)
+        _fail_instance(
+            instance,
+            f"stopped: it wrote {used_mb} MB to its disk, over the limit of {limit_mb} MB",
+        )
+        _remove_quietly(host, instance.driver_state)
+        ended.append(instance.id)
+    return ended
+
+
 def reconcile_host(*, host: str) -> dict[str, int]:
     """Remove this deployment's objects that no live row owns; fail instances
     whose container vanished."""
@@ -547,14 +926,23 @@ def reconcile_host(*, host: str) -> dict[str, int]:
         .filter(Q(session__isnull=True) | Q(session__state__in=Session.LIVE_STATES))
         .values_list("id", flat=True)
     )
-    live_networks = set(
-        Session.objects.filter(host=host, state__in=Session.LIVE_STATES).values_list("id", flat=True)
+    live_networks = set()
+    for sid, network in Session.objects.filter(host=host, state__in=Session.LIVE_STATES).values_list(
+        "id", "network_state"
+    ):
+        live_networks.add(sid)
+        if network:  # a network handed over from the pool keeps its key
+            live_networks.add(network.get("key"))
+    live_networks |= set(
+        Instance.objects.filter(host=host, session__isnull=True, state__in=LIVE_INSTANCE_STATES)
+        .values_list("id", flat=True)
     )
     removed = 0
     present = set()
     driver = hosts.driver_for(host)
-    # Containers first: a network cannot go while something is attached to it.
-    for obj in sorted(objects, key=lambda o: o.kind == "network"):
+    # Containers first: neither a network nor a volume can go while a
+    # container uses it.
+    for obj in sorted(objects, key=lambda o: o.kind != "container"):
         if obj.kind == "network":
             owned = obj.network_key in live_networks
         else:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, authentication_classes, parser_classes, permission_classes, throttle_classes
 from rest_framework.parsers import BaseParser
@@ -33,28 +34,38 @@ class InstanceSerializer(serializers.ModelSerializer):
         model = Instance
         fields = ["id", "hostname", "ip", "image", "state", "terminal", "ports", "reason"]
 
+    @extend_schema_field(PortSerializer(many=True))
     def get_ports(self, instance: Instance) -> list[dict]:
-        return []
+        from playground.ports.actions import ports_of
+
+        return ports_of(instance)
 
 
 class SessionSerializer(serializers.ModelSerializer):
     instances = serializers.SerializerMethodField()
     lab = serializers.SerializerMethodField()
     classroom = serializers.SerializerMethodField()
+    template = serializers.SerializerMethodField()
 
     class Meta:
         model = Session
-        fields = ["id", "state", "created_at", "expires_at", "lab", "classroom", "instances", "reason", "extensions"]
+        fields = ["id", "state", "created_at", "expires_at", "lab", "classroom", "instances", "reason", "extensions",
+                  "template", "setup"]
 
     @extend_schema(responses=InstanceSerializer(many=True))
     def get_instances(self, session: Session) -> list[dict]:
         return InstanceSerializer(session.instances.all(), many=True).data
 
     def get_lab(self, session: Session) -> str | None:
-        return None
+        run = getattr(session, "lab_run", None)  # the labs app's link, when started for a lab
+        return run.lab.slug if run is not None else None
 
     def get_classroom(self, session: Session) -> str | None:
-        return None
+        seat = getattr(session, "seat", None)  # the classes app's link, when joined through a class
+        return seat.classroom_id if seat is not None else None
+
+    def get_template(self, session: Session) -> str | None:
+        return session.template or None
 
 
 class StrictSerializer(serializers.Serializer):
@@ -69,11 +80,25 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Says so in the schema too (``additionalProperties: false``), so clients
+    and fuzzers generated from it send only known fields."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = False
+        return schema
+
+
 class SessionCreateSerializer(StrictSerializer):
     image = serializers.CharField(required=False, max_length=64)
     template = serializers.CharField(required=False, max_length=64)
     lab = serializers.CharField(required=False, max_length=100)
     join_code = serializers.CharField(required=False, max_length=64)
+    display_name = serializers.CharField(required=False, max_length=80, help_text="With join_code: your name in the class.")
 
 
 class InstanceCreateSerializer(StrictSerializer):
@@ -82,7 +107,10 @@ class InstanceCreateSerializer(StrictSerializer):
 
 class ExecSerializer(StrictSerializer):
     command = serializers.CharField(max_length=64 * 1024, trim_whitespace=False)
-    timeout = serializers.FloatField(required=False, min_value=0.1, default=30.0)
+    # The maximum is also in the schema (read at start-up); the check below
+    # follows the setting as it is now.
+    timeout = serializers.FloatField(required=False, min_value=0.1, default=30.0,
+                                     max_value=settings.PLAYGROUND_EXEC_MAX_TIMEOUT)
 
     def validate_timeout(self, value: float) -> float:
         if value > settings.PLAYGROUND_EXEC_MAX_TIMEOUT:
@@ -104,17 +132,52 @@ def _body(serializer_class, request: Request) -> dict:
 class SessionCreateThrottle(SimpleRateThrottle):
     """Session creation per user, harder for guests."""
 
+    kind = "session_create"
+
     def get_rate(self):  # the scope depends on the caller, so the rate is looked up late
         return None
 
     def allow_request(self, request, view) -> bool:
-        self.scope = "session_create_guest" if is_guest(request.user) else "session_create_user"
+        self.scope = f"{self.kind}_guest" if is_guest(request.user) else f"{self.kind}_user"
         self.rate = self.THROTTLE_RATES[self.scope]
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class ExecThrottle(SessionCreateThrottle):
+    """Commands run through the API (exec), per user, harder for guests: each
+    one is a process on a lab host."""
+
+    kind = "exec"
+
+
+class GuestAddressThrottle(SimpleRateThrottle):
+    """Session creation by guests, per client address: a new guest is one
+    cookie-less request away, so the per-guest rate alone bounds nothing.
+    Generous (a class of guests may share one NAT); the address comes from
+    the connection, or from X-Forwarded-For only as far as
+    PLAYGROUND_TRUSTED_PROXIES proxies vouch for it."""
+
+    scope = "session_create_guest_address"
+
+    def allow_request(self, request, view) -> bool:
+        if not is_guest(request.user):
+            return True
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def _throttle(throttle_class, request: Request) -> None:
+    throttle = throttle_class()
+    if not throttle.allow_request(request, None):
+        from rest_framework.exceptions import Throttled
+
+        raise Throttled(wait=throttle.wait())
 
 
 # -- views ------------------------------------------------------------------------------------
@@ -136,16 +199,30 @@ def sessions(request: Request) -> Response:
     if request.method == "GET":
         mine = Session.objects.filter(owner=request.user).prefetch_related("instances")
         return Response([_session_json(s) for s in mine])
-    throttle = SessionCreateThrottle()
-    if not throttle.allow_request(request, None):
-        from rest_framework.exceptions import Throttled
-
-        raise Throttled(wait=throttle.wait())
+    _throttle(SessionCreateThrottle, request)
+    _throttle(GuestAddressThrottle, request)
     body = _body(SessionCreateSerializer, request)
-    for field in ("template", "lab", "join_code"):
-        if body.get(field):
-            raise Invalid(f"{field} {body[field]!r} is not known here.")
-    session = actions.start_session(user=request.user, image=body.get("image"))
+    if body.get("join_code"):
+        if body.get("template") or body.get("lab") or body.get("image"):
+            raise Invalid("Give a join_code alone: the class decides the lab and its images.")
+        from playground.classrooms import actions as class_actions
+
+        session, created = class_actions.join(
+            user=request.user, code=body["join_code"], display_name=body.get("display_name", "")
+        )
+        return Response(_session_json(session), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+    if body.get("template") and (body.get("image") or body.get("lab")):
+        raise Invalid("Give a template alone: it decides the images.")
+    if body.get("lab"):
+        from playground.labs import actions as lab_actions
+
+        if body.get("image"):
+            raise Invalid("Give either lab or image: a lab decides its images.")
+        session = lab_actions.start_lab(user=request.user, slug=body["lab"])
+    elif body.get("template"):
+        session = actions.start_template_session(user=request.user, template=body["template"])
+    else:
+        session = actions.start_session(user=request.user, image=body.get("image"))
     return Response(_session_json(session), status=status.HTTP_201_CREATED)
 
 
@@ -190,6 +267,7 @@ def instance_detail(request: Request, sid: str, iid: str) -> Response:
 )
 @api_view(["POST"])
 def instance_exec(request: Request, sid: str, iid: str) -> Response:
+    _throttle(ExecThrottle, request)
     instance = actions.instance_of(user=request.user, session_id=sid, instance_id=iid)
     body = _body(ExecSerializer, request)
     result = actions.exec_command(instance=instance, command=body["command"], timeout=body["timeout"])

@@ -5,10 +5,13 @@ Thin: the handshake's caller comes from ``playground.wsauth``, the rules from
 group (``actions.session_group``) brings its status and expiry events; the
 terminal's bytes never go through the channel layer.
 
-Control: the owner is always in control (``{"type": "control", "by":
-"owner"}``). Classes, and so instructors, do not exist yet: ``takeover`` and
-``release`` from the owner change nothing and are answered with the control
-event again.
+Control: a class's instructor may open a learner's terminal. Their
+connection is read-only (typing closes it with 4403, resizing is ignored)
+until they send ``takeover``; from then until ``release`` (or until they
+leave) the instructor types and the owner's input is dropped. Every
+connection to the terminal gets ``{"type": "control", "by": ...}`` on connect
+and on each change. ``takeover``/``release`` from the owner change nothing and
+are answered with the control event again.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from . import actions, terminal
 
 log = logging.getLogger(__name__)
 
+FORBIDDEN = 4403
 GONE = 4404
 SESSION_OVER = 4410
 RATE_LIMITED = 4429
@@ -118,6 +122,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.early_input = bytearray()
         self.size: tuple[int, int] | None = None
         self.last_activity = 0.0
+        self.role = "owner"
+        self.control = "owner"
+        self.holds_control = False
         self.instance_id = self.scope["url_route"]["kwargs"]["iid"]
         self.user = self.scope["user"]
         self.input_bytes = TokenBucket(
@@ -138,6 +145,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         except SessionOver:
             return self._session_over()
         self.session_id = target.session_id
+        self.role = target.role
+        self.control = await terminal.db(actions.terminal_control)(instance_id=self.instance_id)
         try:
             await self.channel_layer.group_add(actions.session_group(target.session_id), self.channel_name)
             self.group = actions.session_group(target.session_id)
@@ -150,7 +159,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             self._spawn(self._wait_running())
         else:
             self.viewer.event({"type": "status", "state": "exited"})
-        self.viewer.event({"type": "control", "by": "owner"})
+        self.viewer.event({"type": "control", "by": self.control})
         self.viewer.event({"type": "expiry", "expires_at": target.expires_at})
 
     def _lookup(self):
@@ -187,6 +196,12 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 return self.viewer.event({"type": "status", "state": "exited"})
 
     async def disconnect(self, code: int) -> None:
+        if self.holds_control:  # an instructor who leaves gives the keyboard back
+            self.holds_control = False
+            try:
+                await self._change_control("owner")
+            except Exception as exc:  # noqa: BLE001 - the owner can reload to get control back
+                log.warning("terminal of %s: giving control back: %s", self.instance_id, exc)
         self._leave()
         if self.group:
             try:
@@ -225,6 +240,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None:
             if self._limited(self.input_frames.take(1), self.input_bytes.take(len(bytes_data))):
                 return
+            if self.control != self.role:
+                if self.role == "instructor":
+                    self._error("forbidden", "Take over the terminal before typing in it.")
+                    return self.viewer.close(FORBIDDEN)
+                return  # an instructor is typing: the owner's keys wait
             self._write(bytes_data)
             self._note_activity()
             return
@@ -254,6 +274,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if not (_is_int(cols) and _is_int(rows)):
             return self._error("invalid", "resize needs integer \"cols\" and \"rows\".")
         self.size = (min(max(cols, COLS[0]), COLS[1]), min(max(rows, ROWS[0]), ROWS[1]))
+        if self.role == "instructor":
+            self.size = None  # the learner's window decides the size of their terminal
+            return
         if self.hub is not None:
             self.hub.resize(*self.size)
 
@@ -261,10 +284,22 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.viewer.event({"type": "pong"})
 
     def _on_takeover(self, message: dict) -> None:
-        # Only a class's instructor takes over; the owner is in control already.
-        self.viewer.event({"type": "control", "by": "owner"})
+        self._set_control("instructor")
 
-    _on_release = _on_takeover
+    def _on_release(self, message: dict) -> None:
+        self._set_control("owner")
+
+    def _set_control(self, by: str) -> None:
+        if self.role != "instructor" or not getattr(self, "session_id", None):
+            # The owner is in control already (or the target is not known yet).
+            self.viewer.event({"type": "control", "by": self.control})
+            return
+        self.holds_control = by == "instructor"
+        self._spawn(self._change_control(by))
+
+    async def _change_control(self, by: str) -> None:
+        target = await self._lookup()
+        await terminal.db(actions.set_terminal_control)(target=target, by=by, user=self.user)
 
     def _write(self, data: bytes) -> None:
         if self.hub is None:
@@ -310,6 +345,14 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def session_status(self, event: dict) -> None:
         if event.get("state") == "session_over":
             self._session_over()
+
+    async def session_control(self, event: dict) -> None:
+        if event.get("instance") == self.instance_id and event.get("by") in ("owner", "instructor"):
+            self.control = event["by"]
+            self.viewer.event({"type": "control", "by": self.control})
+
+    async def session_message(self, event: dict) -> None:
+        self.viewer.event({"type": "message", "text": event.get("text", ""), "from": event.get("from", "")})
 
     async def session_expiry(self, event: dict) -> None:
         self.viewer.event({"type": "expiry", "expires_at": event["expires_at"]})

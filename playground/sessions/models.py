@@ -33,6 +33,12 @@ class Session(models.Model):
     # The lab host every instance of this session runs on, and its network.
     host = models.CharField(max_length=200)
     network_state = models.JSONField(null=True, blank=True)
+    # A template's name, and the progress of its set-up (e.g. forming a swarm):
+    # {"state": "pending"|"running"|"done"|"failed", "message": str, "roles": {hostname: role}}.
+    template = models.CharField(max_length=64, blank=True)
+    # Overrides PLAYGROUND_MAX_INSTANCES for this session (a class's limit).
+    max_instances = models.PositiveSmallIntegerField(null=True, blank=True)
+    setup = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -67,6 +73,10 @@ class Instance(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     host = models.CharField(max_length=200)
     driver_state = models.JSONField(null=True, blank=True, help_text="Opaque; only the driver reads it.")
+    pool_network = models.JSONField(
+        null=True, blank=True,
+        help_text="A pooled instance's own network (driver state), handed to the session that claims it.",
+    )
     reason = models.CharField(max_length=300, blank=True, help_text="Why the instance failed or stopped.")
     created_at = models.DateTimeField(auto_now_add=True)
     running_at = models.DateTimeField(null=True, blank=True)

@@ -2,6 +2,8 @@
 one small script from the front-end bundle (frontend/, built into static/build/)."""
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -32,7 +34,23 @@ def landing(request: HttpRequest) -> HttpResponse:
         "idle_minutes": settings.PLAYGROUND_IDLE_TIMEOUT // 60,
         "max_instances": settings.PLAYGROUND_MAX_INSTANCES,
         "max_extensions": settings.PLAYGROUND_MAX_EXTENSIONS,
+        "start_choices": _start_choices(),
     })
+
+
+def _start_choices() -> list[dict]:
+    """Images besides the default one, then templates, as landing-page buttons."""
+    choices = [
+        {"label": f"{image['name']} image", "description": image["description"],
+         "body": json.dumps({"image": image["name"]})}
+        for image in actions.images() if image["name"] != settings.PLAYGROUND_DEFAULT_IMAGE
+    ]
+    choices += [
+        {"label": template["name"], "description": template["description"],
+         "body": json.dumps({"template": template["name"]})}
+        for template in actions.templates()
+    ]
+    return choices
 
 
 @ensure_csrf_cookie
@@ -47,7 +65,8 @@ def session_page(request: HttpRequest, sid: str) -> HttpResponse:
     return render(request, "play_sessions/session.html", {
         "session": session,
         "session_data": SessionSerializer(session).data,
-        "max_instances": settings.PLAYGROUND_MAX_INSTANCES,
+        "seat": getattr(session, "seat", None),  # the classes app's link, when joined through a class
+        "max_instances": actions.instance_cap(session),
         "max_extensions": settings.PLAYGROUND_MAX_EXTENSIONS,
         "extension_seconds": settings.PLAYGROUND_EXTENSION,
         "extension_minutes": settings.PLAYGROUND_EXTENSION // 60,

@@ -22,6 +22,19 @@ def teardown_session(session_id: str) -> None:
     actions.teardown_session(session_id=session_id)
 
 
+@shared_task(bind=True, ignore_result=True, max_retries=None)
+def setup_template(self, session_id: str) -> str:
+    outcome = actions.setup_template(session_id=session_id)
+    if outcome == "wait":  # instances still starting: ask again shortly
+        raise self.retry(countdown=0.5)
+    return outcome
+
+
+@shared_task(ignore_result=True, expires=60)
+def fill_pools() -> dict[str, int]:
+    return actions.fill_pools()
+
+
 @shared_task(ignore_result=True, expires=30)
 def sweep_sessions() -> list[str]:
     return actions.expire_due_sessions()
@@ -40,4 +53,15 @@ def reconcile_hosts() -> dict[str, dict]:
             report[host] = actions.reconcile_host(host=host)
         except DriverError as exc:
             log.warning("reconciler: %s did not answer (%s)", host, exc.message)
+    return report
+
+
+@shared_task(ignore_result=True, expires=60)
+def enforce_disk_limits() -> dict[str, list[str]]:
+    report = {}
+    for host in hosts.lab_hosts():
+        try:
+            report[host] = actions.enforce_disk_limit(host=host)
+        except DriverError as exc:
+            log.warning("disk watchdog: %s did not answer (%s)", host, exc.message)
     return report

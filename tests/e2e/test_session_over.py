@@ -34,3 +34,15 @@ def test_extend_moves_the_end_of_the_session(context, page):
     page.get_by_text("Extended: the session now ends at").wait_for()
     after = context.request.get(f"/api/sessions/{session.sid}/").json()["expires_at"]
     assert datetime.fromisoformat(after) > datetime.fromisoformat(before)
+
+
+def test_five_minutes_before_the_end_the_page_warns(stack, page):
+    session = SessionPage.start_from_landing(page)
+    assert page.locator("#expiry-warning").is_hidden()
+    # Move the end to four minutes from now, as time passing would.
+    stack.sql("UPDATE play_sessions_session SET expires_at = datetime('now', '+240 seconds') WHERE id = ?",
+              (session.sid,))
+    page.reload()
+    warning = page.locator("#expiry-warning")
+    warning.wait_for(state="visible", timeout=READY * 1000)
+    assert "Extend" in page.locator("header").inner_text()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import docker
 import pytest
 
@@ -40,7 +42,10 @@ def _purge(engine: docker.APIClient, deployment: str) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, engine):
     """The playground, running for real, shared by the integration tests."""
-    running = Stack(tmp_path_factory.mktemp("stack"), redis_db=11).start()
+    # PLAYGROUND_TEST_REDIS_DB: engineers running suites side by side each
+    # take a database number of their own (the Stack flushes it).
+    redis_db = int(os.environ.get("PLAYGROUND_TEST_REDIS_DB", "11"))
+    running = Stack(tmp_path_factory.mktemp("stack"), redis_db=redis_db).start()
     yield running
     try:
         end_every_session(running)

@@ -115,7 +115,7 @@ class Lab:
     def purge(self) -> None:
         """Whatever a failed test left: remove it, so the engine stays clean."""
         objects = self.driver.list_objects()
-        for obj in sorted(objects, key=lambda o: o.kind == "network"):
+        for obj in sorted(objects, key=lambda o: o.kind != "container"):
             self.driver.remove_object(obj)
 
 
@@ -285,7 +285,9 @@ class DriverContract:
             "Config": {"max-size": str(256 * 1024), "max-file": "2"},  # half the cap each
         }
         assert host["Init"] is True
-        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["SecurityOpt"] == ["no-new-privileges"]  # and so the default seccomp profile
+        assert host["CapDrop"] == ["ALL"]
+        assert sorted(host["CapAdd"]) == sorted(NODE2_LIMITS.capabilities)
         assert not host["Privileged"] and not host["Binds"] and not info["Mounts"]
         assert (
             info["Config"]["Tty"]

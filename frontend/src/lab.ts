@@ -1,0 +1,354 @@
+// The lab panel of a session started for a lab: the steps beside the
+// terminals (session.ts runs those). Markdown comes rendered and sanitised by
+// the server; this script adds Copy and Run buttons to code blocks, fills in
+// port URLs, runs checks, and follows the set-up while it runs. Progress is
+// the server's (per learner), so a reload or a new session resumes it.
+
+import { api, describe, Instance, Session } from "./api";
+
+interface Step {
+  number: number;
+  title: string;
+  text: string;
+  instance: string | null;
+  has_check: boolean;
+  hint: string | null;
+}
+
+interface Progress {
+  completed: number[];
+  current: number | null;
+  finished: boolean;
+}
+
+interface Lab {
+  slug: string;
+  title: string;
+  intro: string;
+  finish: string;
+  auto_check: boolean;
+  steps: Step[];
+  progress: Progress;
+}
+
+interface CheckResult {
+  passed: boolean;
+  output: string;
+  hint: string | null;
+  progress: Progress;
+}
+
+interface SessionLab {
+  setup: { state: "none" | "pending" | "running" | "done" | "failed"; output: string };
+  progress: Progress;
+}
+
+const panel = document.getElementById("lab") as HTMLElement;
+const sid = panel.dataset.session!;
+const slug = panel.dataset.lab!;
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const titleEl = $("lab-title");
+const counter = $("lab-counter");
+const setupStrip = $("lab-setup");
+const body = $("lab-body");
+const result = $("lab-result");
+const backButton = $<HTMLButtonElement>("lab-back");
+const checkButton = $<HTMLButtonElement>("lab-check");
+const nextButton = $<HTMLButtonElement>("lab-next");
+
+let lab: Lab;
+let progress: Progress;
+/** 0: the intro, 1..n: steps, n + 1: the finish page. */
+let view = 0;
+let session: Session = JSON.parse(document.getElementById("session-data")!.textContent!);
+let setupBusy = false;
+let checking = false;
+
+// -- rendering -----------------------------------------------------------------------
+
+function done(step: number): boolean {
+  return progress.completed.includes(step);
+}
+
+function unlocked(step: number): boolean {
+  return progress.current === null || step <= progress.current;
+}
+
+function render(): void {
+  const last = lab.steps.length + 1;
+  result.hidden = true;
+  if (view === 0) {
+    titleEl.textContent = lab.title;
+    counter.textContent = `${lab.steps.length} steps`;
+    body.innerHTML = lab.intro;
+  } else if (view === last) {
+    titleEl.textContent = "Finished";
+    counter.textContent = progress.finished ? "all steps done" : "";
+    body.innerHTML = lab.finish;
+  } else {
+    const step = lab.steps[view - 1];
+    titleEl.textContent = `${step.number}. ${step.title}`;
+    counter.textContent = `Step ${step.number} of ${lab.steps.length}${done(step.number) ? " · done" : ""}`;
+    body.innerHTML = step.text;
+  }
+  panel.dataset.view = String(view);
+  decorate(body);
+  fillPorts(body);
+  backButton.disabled = view === 0;
+  const onStep = view >= 1 && view < last;
+  checkButton.hidden = !onStep;
+  checkButton.disabled = !onStep || setupBusy || checking;
+  checkButton.textContent = onStep && !lab.steps[view - 1].has_check ? "Done" : "Check";
+  nextButton.hidden = view === last;
+  nextButton.textContent = view === 0 ? "Start" : view === last - 1 ? "Finish" : "Next";
+  nextButton.disabled = onStep && !done(view);
+  nextButton.title = nextButton.disabled ? "Pass this step's check first." : "";
+  body.scrollTop = 0;
+}
+
+function showResult(passed: boolean, output: string, hint: string | null): void {
+  result.hidden = false;
+  result.dataset.passed = String(passed);
+  const heading = document.createElement("p");
+  heading.className = "lab-result-title";
+  heading.textContent = passed ? "Passed" : "Not yet";
+  const parts: HTMLElement[] = [heading];
+  if (output.trim()) {
+    const pre = document.createElement("pre");
+    pre.className = "lab-output";
+    pre.textContent = output;
+    parts.push(pre);
+  }
+  if (!passed && hint) {
+    const box = document.createElement("div");
+    box.className = "lab-hint";
+    box.innerHTML = `<strong>Hint</strong> ${hint}`;  // rendered and sanitised by the server
+    parts.push(box);
+  }
+  result.replaceChildren(...parts);
+}
+
+// -- code blocks: Copy and Run ----------------------------------------------------------------
+
+function decorate(root: HTMLElement): void {
+  for (const pre of root.querySelectorAll<HTMLPreElement>("pre.lab-code")) {
+    const code = pre.querySelector("code")?.textContent ?? "";
+    const bar = document.createElement("div");
+    bar.className = "lab-code-bar";
+    const copy = button("Copy", "Copy to the clipboard", async () => {
+      await copyText(code);
+      copy.textContent = "Copied";
+      window.setTimeout(() => (copy.textContent = "Copy"), 1500);
+    });
+    bar.append(copy);
+    if (pre.dataset.run !== undefined) {
+      const target = pre.dataset.run || firstInstanceName();
+      const interrupt = pre.dataset.interrupt === "1";
+      const run = button(interrupt ? `Stop & run on ${target}` : `Run on ${target}`,
+        interrupt ? `Press Ctrl-C in ${target}'s terminal, then type this there` : `Type this into ${target}'s terminal`,
+        () => void runIn(target, code, interrupt));
+      run.classList.add("lab-run");
+      bar.append(run);
+    }
+    pre.before(bar);
+  }
+}
+
+function button(label: string, title: string, action: () => void): HTMLButtonElement {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = "btn btn-small";
+  element.textContent = label;
+  element.title = title;
+  element.addEventListener("click", action);
+  return element;
+}
+
+async function copyText(text: string): Promise<void> {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard permission (plain http): the old way.
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+}
+
+function firstInstanceName(): string {
+  return session.instances[0]?.hostname ?? "node1";
+}
+
+async function instanceNamed(name: string): Promise<Instance | undefined> {
+  let found = session.instances.find((i) => i.hostname === name && i.state !== "failed");
+  if (!found) {
+    session = await api<Session>("GET", `/api/sessions/${encodeURIComponent(sid)}/`);
+    found = session.instances.find((i) => i.hostname === name && i.state !== "failed");
+  }
+  return found;
+}
+
+/** Show the instance's terminal (session.ts connects it) and type into it. */
+async function runIn(name: string, code: string, interrupt: boolean): Promise<void> {
+  try {
+    const instance = await instanceNamed(name);
+    if (!instance) {
+      showResult(false, `This session has no instance named ${name}.`, null);
+      return;
+    }
+    document.querySelector<HTMLButtonElement>(`#instances [data-iid="${instance.id}"] .instance-pick`)?.click();
+    const client = await waitFor(() => {
+      const candidate = window.playgroundTerminals?.[instance.id];
+      return candidate && candidate.state === "live" ? candidate : null;
+    }, 60_000);
+    if (!client) {
+      showResult(false, `${name}'s terminal is not connected yet; try again in a moment.`, null);
+      return;
+    }
+    if (interrupt) client.term.input("\x03", true);
+    // Typed as keys, line by line: Enter after each line, as a person would.
+    const lines = code.replace(/\n+$/, "").split("\n");
+    client.term.input(lines.join("\r") + "\r", true);
+    client.focus();
+  } catch (failure) {
+    showResult(false, describe(failure), null);
+  }
+}
+
+function waitFor<T>(probe: () => T | null | undefined, timeout: number): Promise<T | null> {
+  return new Promise((resolve) => {
+    const deadline = Date.now() + timeout;
+    const tick = () => {
+      const value = probe();
+      if (value) resolve(value);
+      else if (Date.now() > deadline) resolve(null);
+      else window.setTimeout(tick, 100);
+    };
+    tick();
+  });
+}
+
+// -- port placeholders -------------------------------------------------------------------------
+
+function fillPorts(root: HTMLElement): void {
+  for (const element of root.querySelectorAll<HTMLElement>("[data-port]")) {
+    const [name, port] = element.dataset.port!.split(":");
+    const instance = session.instances.find((i) => i.hostname === name);
+    const url = instance?.ports.find((p) => String(p.port) === port)?.url;
+    if (element instanceof HTMLAnchorElement) {
+      if (url) element.href = url;
+      element.title = url ? url : `Port ${port} of ${name} is not open yet.`;
+      element.classList.toggle("lab-port-closed", !url);
+    } else {
+      element.textContent = url ?? `port ${port} of ${name} (not open yet)`;
+    }
+  }
+}
+
+// -- checks ---------------------------------------------------------------------------------------
+
+async function check(quiet = false): Promise<void> {
+  if (view < 1 || view > lab.steps.length || checking) return;
+  const step = lab.steps[view - 1];
+  checking = true;
+  checkButton.disabled = true;
+  checkButton.classList.add("busy");
+  try {
+    const answer = await api<CheckResult>("POST", `/api/sessions/${encodeURIComponent(sid)}/check/`, { step: step.number });
+    progress = answer.progress;
+    if (!quiet || answer.passed) {
+      render();
+      showResult(answer.passed, answer.output, answer.hint);
+    }
+  } catch (failure) {
+    if (!quiet) showResult(false, describe(failure), null);
+  } finally {
+    checking = false;
+    checkButton.classList.remove("busy");
+    checkButton.disabled = setupBusy;
+  }
+}
+
+let autoTimer: number | undefined;
+
+function scheduleAutoCheck(): void {
+  window.clearTimeout(autoTimer);
+  if (!lab.auto_check) return;
+  autoTimer = window.setTimeout(async () => {
+    if (!document.hidden && view >= 1 && view <= lab.steps.length && !done(view) && !setupBusy) {
+      await check(true);
+    }
+    scheduleAutoCheck();
+  }, 5000);
+}
+
+// -- set-up -----------------------------------------------------------------------------------------
+
+async function followSetup(): Promise<void> {
+  let state: SessionLab;
+  try {
+    state = await api<SessionLab>("GET", `/api/sessions/${encodeURIComponent(sid)}/lab/`);
+  } catch {
+    window.setTimeout(() => void followSetup(), 5000);
+    return;
+  }
+  const { setup } = state;
+  setupBusy = setup.state === "pending" || setup.state === "running";
+  setupStrip.hidden = setup.state === "none" || setup.state === "done";
+  setupStrip.dataset.state = setup.state;
+  if (setupBusy) {
+    setupStrip.textContent = "Setting up the lab... the checks wait for it.";
+    window.setTimeout(() => void followSetup(), 1500);
+  } else if (setup.state === "failed") {
+    setupStrip.replaceChildren(
+      Object.assign(document.createElement("p"), { textContent: "The lab's set-up failed; some steps may not work." }),
+      Object.assign(document.createElement("pre"), { className: "lab-output", textContent: setup.output }),
+    );
+  }
+  checkButton.disabled = setupBusy || checking || Boolean(checkButton.hidden);
+}
+
+// -- navigation ----------------------------------------------------------------------------------
+
+backButton.addEventListener("click", () => {
+  view = Math.max(0, view - 1);
+  render();
+});
+nextButton.addEventListener("click", () => {
+  if (view >= 1 && view <= lab.steps.length && !done(view)) return;
+  const next = view + 1;
+  view = next <= lab.steps.length && !unlocked(next) ? view : next;
+  render();
+});
+checkButton.addEventListener("click", () => void check());
+
+async function refreshSession(): Promise<void> {
+  try {
+    session = await api<Session>("GET", `/api/sessions/${encodeURIComponent(sid)}/`);
+    fillPorts(body);
+  } catch {
+    // session.ts shows what went wrong with the session itself.
+  }
+}
+
+async function main(): Promise<void> {
+  try {
+    lab = await api<Lab>("GET", `/api/labs/${encodeURIComponent(slug)}/`);
+  } catch (failure) {
+    body.textContent = `The lab could not be loaded: ${describe(failure)}`;
+    return;
+  }
+  progress = lab.progress;
+  // Resume where the learner is: the intro for a newcomer, else the current step.
+  if (progress.finished) view = lab.steps.length + 1;
+  else if (progress.completed.length > 0 && progress.current) view = progress.current;
+  render();
+  await followSetup();
+  scheduleAutoCheck();
+  window.setInterval(() => void refreshSession(), 15_000);
+}
+
+void main();

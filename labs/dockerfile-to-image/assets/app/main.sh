@@ -1,0 +1,2 @@
+echo "hello from myapp"
+echo "dependencies: $(tr '\n' ' ' < /deps/deps.txt)"

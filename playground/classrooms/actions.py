@@ -1,0 +1,420 @@
+"""Use cases of classes: create and end one, join it, see who is where.
+
+A class runs one lab. Learners join with its code or invite link and get a
+session of that lab that belongs to the class (a ``Learner`` row links them).
+An organisation's classes share a quota of concurrent instances.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from playground import audit
+from playground.accounts.actions import is_guest
+from playground.errors import ClassClosed, Forbidden, Invalid, LimitReached, NotFoundError, PlaygroundError
+from playground.labs import actions as lab_actions
+from playground.labs.models import Lab, Progress
+from playground.sessions import actions as session_actions
+from playground.sessions.models import Instance, Session
+
+from .models import Classroom, Learner, Organisation, WarmSession
+
+log = logging.getLogger(__name__)
+
+
+# -- instructors -------------------------------------------------------------------------
+
+def is_instructor(user) -> bool:
+    profile = getattr(user, "profile", None)
+    return bool(user.is_authenticated and (user.is_staff or (profile and profile.is_instructor)))
+
+
+def create_classroom(*, user, title: str, lab: str, seats: int, starts_at: datetime, ends_at: datetime,
+                     organisation: Organisation | None = None, **limits) -> Classroom:
+    if not is_instructor(user):
+        raise Forbidden("Only instructors may create classes.")
+    found = Lab.objects.filter(slug=lab, draft=False).first()
+    if found is None:
+        raise Invalid(f"No lab {lab!r}.")
+    if ends_at <= starts_at:
+        raise Invalid("A class must end after it starts.")
+    if ends_at <= timezone.now():
+        raise Invalid("This class would be over already: ends_at is in the past.")
+    if seats < 1:
+        raise Invalid("A class needs at least one seat.")
+    with transaction.atomic():
+        classroom = Classroom.objects.create(
+            title=title, lab=found, seats=seats, starts_at=starts_at, ends_at=ends_at,
+            organisation=organisation, **limits,
+        )
+        classroom.instructors.add(user)
+    audit.record("class.created", user=user, classroom=classroom.id, lab=lab, seats=seats)
+    return classroom
+
+
+def classrooms_of(*, user):
+    return Classroom.objects.filter(instructors=user).select_related("lab").distinct()
+
+
+def classroom_of(*, user, classroom_id: str) -> Classroom:
+    """A class the caller teaches; anyone else's is 404 (existence is not revealed)."""
+    classroom = classrooms_of(user=user).filter(id=classroom_id).first()
+    if classroom is None:
+        raise NotFoundError("No such class.")
+    return classroom
+
+
+def end_classroom(*, classroom: Classroom, user=None) -> int:
+    """End the class now: every session in it ends (nothing is left on a host)."""
+    Classroom.objects.filter(id=classroom.id, ended_at__isnull=True).update(ended_at=timezone.now())
+    ended = 0
+    drain_warm(classroom=classroom, reason="the class ended")
+    for session in Session.objects.filter(seat__classroom=classroom, state__in=Session.LIVE_STATES):
+        try:
+            session_actions.end_session(session=session, reason="the class ended")
+            ended += 1
+        except Exception:  # noqa: BLE001 - one stuck session must not keep the rest alive
+            log.exception("could not end session %s of class %s", session.id, classroom.id)
+    notify_class(classroom.id)
+    audit.record("class.ended", user=user, classroom=classroom.id, sessions=ended)
+    return ended
+
+
+# -- learners ------------------------------------------------------------------------------
+
+def _is_open(classroom: Classroom) -> None:
+    now = timezone.now()
+    if classroom.ended_at or now >= classroom.ends_at:
+        raise ClassClosed(f"The class {classroom.title!r} is over.")
+    if now < classroom.starts_at:
+        local = timezone.localtime(classroom.starts_at)
+        raise ClassClosed(f"The class {classroom.title!r} has not started yet: it starts at {local:%H:%M on %d %b %Y}.")
+
+
+def find_classroom(*, code: str | None = None, invite: str | None = None) -> tuple[Classroom, str]:
+    """The class a code or an invite token opens, and which one it was."""
+    classroom = None
+    if code:
+        classroom = Classroom.objects.select_related("lab").filter(join_code=code.strip().upper()).first()
+        via = "code"
+    elif invite:
+        classroom = Classroom.objects.select_related("lab").filter(invite_token=invite.strip()).first()
+        via = "invite"
+    if classroom is None:
+        raise NotFoundError("No class has this join code. Check it with your instructor.")
+    return classroom, via
+
+
+def _take_a_use(classroom: Classroom, via: str) -> None:
+    expires, max_uses, uses = (
+        (classroom.join_code_expires_at, classroom.join_code_max_uses, "join_code_uses")
+        if via == "code" else
+        (classroom.invite_expires_at, classroom.invite_max_uses, "invite_uses")
+    )
+    what = "join code" if via == "code" else "invite link"
+    if expires and timezone.now() >= expires:
+        raise ClassClosed(f"This {what} has expired; ask your instructor for a new one.")
+    bumped = Classroom.objects.filter(id=classroom.id)
+    if max_uses is not None:
+        bumped = bumped.filter(**{f"{uses}__lt": max_uses})
+    if not bumped.update(**{uses: F(uses) + 1}):
+        raise LimitReached(f"This {what} has been used the most times allowed; ask your instructor.")
+
+
+def _instances_needed(lab: Lab) -> int:
+    env = lab.environment or {}
+    if env.get("template"):
+        return next((t["instances"] for t in session_actions.templates() if t["name"] == env["template"]), 1)
+    return max(1, len(env.get("instances") or []))
+
+
+def _check_quota(classroom: Classroom) -> None:
+    org = classroom.organisation
+    if org is None:
+        return
+    running = Instance.objects.filter(
+        Q(session__seat__classroom__organisation=org) | Q(session__warm__classroom__organisation=org),
+        session__state__in=Session.LIVE_STATES,
+        state__in=session_actions.LIVE_INSTANCE_STATES,
+    ).count()
+    if running + _instances_needed(classroom.lab) > org.quota:
+        raise LimitReached(
+            f"{org.name} has {running} of its {org.quota} sandboxes in use; try again when a session ends."
+        )
+
+
+def join(*, user, code: str | None = None, invite: str | None = None, display_name: str = "") -> tuple[Session, bool]:
+    """Take a seat (or find the one taken before) and the class's lab session.
+
+    Returns the session and whether it was created now (False: a learner who
+    already has a live session in this class gets that one back)."""
+    classroom, via = find_classroom(code=code, invite=invite)
+    name = (display_name or "").strip()[:80]
+    with transaction.atomic():
+        learner = Learner.objects.select_related("session").filter(classroom=classroom, user=user).first()
+        if learner and learner.session and learner.session.is_live:
+            return learner.session, False
+        _is_open(classroom)
+        if learner is None:
+            if Learner.objects.filter(classroom=classroom).count() >= classroom.seats:
+                raise LimitReached(f"The class {classroom.title!r} is full: all {classroom.seats} seats are taken.")
+            _take_a_use(classroom, via)
+            if not name:
+                name = _default_name(user)
+            learner = Learner.objects.create(classroom=classroom, user=user, display_name=name)
+        elif name:
+            learner.display_name = name
+        session_actions.check_session_cap(user)
+        session = _claim_warm(classroom, user)
+        if session is None:
+            _check_quota(classroom)
+            session = lab_actions.start_lab_session(user=user, lab=classroom.lab)
+        lifetime = classroom.session_lifetime or settings.PLAYGROUND_SESSION_LIFETIME
+        now = timezone.now()
+        Session.objects.filter(id=session.id).update(
+            expires_at=min(now + timedelta(seconds=lifetime), classroom.ends_at),
+            last_activity_at=now,
+            max_instances=classroom.max_instances,
+        )
+        learner.session = session
+        learner.hand_raised = False
+        learner.save()
+        session.refresh_from_db()
+    notify_class(classroom.id)
+    audit.record("class.joined", user=user, classroom=classroom.id, session=session.id, via=via)
+    return session, True
+
+
+def _default_name(user) -> str:
+    profile = getattr(user, "profile", None)
+    if profile and profile.display_name:
+        return profile.display_name
+    if is_guest(user):
+        return f"Guest {user.pk}"
+    return user.get_full_name() or user.get_username()
+
+
+def raise_hand(*, user, session: Session, raised: bool) -> Learner:
+    learner = Learner.objects.filter(session=session, user=user).first()
+    if learner is None:
+        raise NotFoundError("This session is not part of a class.")
+    Learner.objects.filter(pk=learner.pk).update(hand_raised=raised)
+    learner.hand_raised = raised
+    notify_class(learner.classroom_id)
+    return learner
+
+
+def _live_learner_sessions(classroom: Classroom, session_id: str | None = None):
+    sessions = Session.objects.filter(seat__classroom=classroom, state__in=Session.LIVE_STATES)
+    if session_id is not None:
+        sessions = sessions.filter(id=session_id)
+        if not sessions.exists():
+            raise NotFoundError("No live session of this class has this id.")
+    return list(sessions)
+
+
+def broadcast(*, classroom: Classroom, text: str, user) -> int:
+    """Show ``text`` on every learner's page; returns how many sessions got it."""
+    text = text.strip()
+    if not text:
+        raise Invalid("The message is empty.")
+    sender = _default_name(user)
+    sessions = _live_learner_sessions(classroom)
+    for session in sessions:
+        session_actions.tell_session(session_id=session.id, text=text[:2000], sender=sender)
+    audit.record("class.message", user=user, classroom=classroom.id, sessions=len(sessions))
+    return len(sessions)
+
+
+def give_time(*, classroom: Classroom, minutes: int, user, session_id: str | None = None) -> int:
+    """Extra time for one learner's session, or for every learner's."""
+    sessions = _live_learner_sessions(classroom, session_id)
+    for session in sessions:
+        session_actions.give_time(session=session, seconds=minutes * 60, user=user)
+    notify_class(classroom.id)
+    return len(sessions)
+
+
+# -- hot start ------------------------------------------------------------------------------
+# Ahead of a class, a session of its lab is made for every seat (set-up
+# included), owned by the pool's system user. A joining learner is handed one:
+# its owner changes, no container is made on that path.
+
+def pool_user():
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(
+        username=settings.PLAYGROUND_POOL_USERNAME, defaults={"is_active": False}
+    )
+    return user
+
+
+def _claim_warm(classroom: Classroom, user) -> Session | None:
+    """A ready warm session of the class, handed to ``user``; None if there is none."""
+    candidates = WarmSession.objects.filter(
+        classroom=classroom, session__state__in=Session.LIVE_STATES
+    ).select_related("session").order_by("created_at")
+    for warm in candidates[:10]:
+        run = getattr(warm.session, "lab_run", None)
+        if run is not None and run.setup_state in ("pending", "running"):
+            continue  # not set up yet: a learner would see it half-made
+        if not WarmSession.objects.filter(pk=warm.pk).delete()[0]:
+            continue  # another learner was quicker
+        Session.objects.filter(id=warm.session_id).update(owner=user)
+        Progress.objects.get_or_create(user=user, lab=classroom.lab)
+        log.info("class %s: %s claimed warm session %s", classroom.id, user, warm.session_id)
+        return Session.objects.get(id=warm.session_id)
+    return None
+
+
+def _warm_window(classroom: Classroom, now: datetime) -> bool:
+    lead = timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_LEAD)
+    window = timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_WINDOW)
+    return (classroom.ended_at is None and classroom.starts_at - lead <= now < classroom.starts_at + window
+            and now < classroom.ends_at)
+
+
+def warm_classes() -> dict[str, int]:
+    """Fill the warm pools of classes about to start; drain those whose start
+    window closed. Returns sessions made per class. (Worker side.)"""
+    now = timezone.now()
+    made: dict[str, int] = {}
+    for classroom in Classroom.objects.filter(ended_at__isnull=True, warm_sessions__isnull=False).distinct():
+        if not _warm_window(classroom, now):
+            drain_warm(classroom=classroom, reason="the class's start window closed")
+    lead = timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_LEAD)
+    due = Classroom.objects.filter(
+        ended_at__isnull=True, starts_at__lte=now + lead, ends_at__gt=now,
+        starts_at__gt=now - timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_WINDOW),
+    ).select_related("lab", "organisation")
+    for classroom in due:
+        made[classroom.id] = _fill_warm(classroom, now)
+    return made
+
+
+def _fill_warm(classroom: Classroom, now: datetime) -> int:
+    # Dead warm sessions (an instance failed) go; the rest count.
+    for warm in WarmSession.objects.filter(classroom=classroom).exclude(session__state__in=Session.LIVE_STATES):
+        warm.delete()
+    wanted = classroom.seats - classroom.learners.count()
+    have = WarmSession.objects.filter(classroom=classroom).count()
+    made = 0
+    window_end = classroom.starts_at + timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_WINDOW)
+    for _ in range(max(0, wanted - have)):
+        try:
+            _check_quota(classroom)
+            with transaction.atomic():
+                session = lab_actions.start_lab_session(user=pool_user(), lab=classroom.lab)
+                # Not idle while it waits: it is nobody's yet.
+                Session.objects.filter(id=session.id).update(
+                    last_activity_at=max(window_end, now), expires_at=min(classroom.ends_at, session.expires_at),
+                )
+                WarmSession.objects.create(classroom=classroom, session=session)
+        except (LimitReached, PlaygroundError) as exc:
+            log.info("class %s: warm pool stops at %d more (%s)", classroom.id, made, exc.message)
+            break
+        made += 1
+    if made:
+        notify_class(classroom.id)
+    return made
+
+
+def drain_warm(*, classroom: Classroom, reason: str) -> int:
+    drained = 0
+    for warm in list(WarmSession.objects.filter(classroom=classroom).select_related("session")):
+        session = warm.session
+        warm.delete()
+        if session.is_live:
+            session_actions.end_session(session=session, reason=reason)
+        drained += 1
+    return drained
+
+
+def warm_counts(classroom: Classroom) -> dict[str, int]:
+    """Warm sessions ready (set up, running) and wanted, for the dashboard."""
+    warm = WarmSession.objects.filter(classroom=classroom, session__state__in=Session.LIVE_STATES)
+    ready = sum(
+        1 for w in warm.select_related("session__lab_run")
+        if w.session.state == Session.State.RUNNING
+        and getattr(getattr(w.session, "lab_run", None), "setup_state", "none") in ("none", "done")
+    )
+    return {"ready": ready, "warming": warm.count(), "wanted": max(0, classroom.seats - classroom.learners.count())}
+
+
+# -- the roster ----------------------------------------------------------------------------
+
+def roster(*, classroom: Classroom) -> list[dict]:
+    """Every learner's state, for the instructors."""
+    steps = classroom.lab.steps.count()
+    progress = {p.user_id: p for p in Progress.objects.filter(lab=classroom.lab)}
+    now = timezone.now()
+    entries = []
+    for learner in classroom.learners.select_related("session").all():
+        session = learner.session
+        live = session is not None and session.is_live
+        done = progress.get(learner.user_id)
+        completed = set(done.completed if done else [])
+        todo = [n for n in range(1, steps + 1) if n not in completed]
+        idle = live and (now - session.last_activity_at).total_seconds() > settings.PLAYGROUND_CLASS_STUCK_IDLE
+        failing = bool(done and done.failed_in_a_row >= settings.PLAYGROUND_CLASS_STUCK_FAILURES)
+        entries.append({
+            "key": str(learner.pk),
+            "learner": learner.display_name,
+            "session": session.id if live else None,
+            "step": (todo[0] if todo else steps) if steps else None,
+            "checks_passed": done.checks_passed if done else 0,
+            "checks_failed": done.checks_failed if done else 0,
+            "last_activity": session.last_activity_at if session else None,
+            "stuck": bool(learner.hand_raised or idle or failing),
+            "hand_raised": learner.hand_raised,
+        })
+    return entries
+
+
+def roster_json(entries: list[dict]) -> list[dict]:
+    """Roster entries as JSON values (times in ISO 8601)."""
+    return [{**e, "last_activity": e["last_activity"].isoformat() if e["last_activity"] else None} for e in entries]
+
+
+def class_group(classroom_id: str) -> str:
+    return f"class.{classroom_id}"
+
+
+def notify_class(classroom_id: str) -> None:
+    """Tell the class's dashboards that something changed, once the
+    transaction commits. Best effort: dashboards also look again now and then."""
+
+    def send() -> None:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        try:
+            layer = get_channel_layer()
+            if layer is not None:
+                async_to_sync(layer.group_send)(class_group(classroom_id), {"type": "class.changed"})
+        except Exception as exc:  # noqa: BLE001 - any layer failure is the same to us
+            log.warning("could not notify the dashboards of class %s: %s", classroom_id, exc)
+
+    transaction.on_commit(send)
+
+
+def notify_classes_of(*, user, lab_id: int) -> None:
+    """A learner's lab progress changed: the dashboards of their live classes on that lab."""
+    for classroom_id in Learner.objects.filter(
+        user=user, classroom__lab_id=lab_id, classroom__ended_at__isnull=True
+    ).values_list("classroom_id", flat=True):
+        notify_class(classroom_id)
+
+
+def learner_count(classroom: Classroom) -> int:
+    return classroom.learners.count()
+
+
+def live_classrooms_query() -> Q:
+    now = timezone.now()
+    return Q(ended_at__isnull=True, starts_at__lte=now, ends_at__gt=now)

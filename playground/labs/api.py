@@ -1,0 +1,147 @@
+"""The JSON API of labs (API.md): the catalogue, one lab with the caller's
+progress, a session's lab, and step checks. Views validate and call actions."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from playground.sessions import actions as session_actions
+from playground.sessions.api import ERRORS, ExecThrottle, StrictSerializer, _body, _throttle
+
+from . import actions
+from .markdown import render
+from .models import Lab
+
+# -- shapes --------------------------------------------------------------------------------
+
+
+def lab_summary(lab: Lab) -> dict:
+    steps = getattr(lab, "step_count", None)
+    return {
+        "slug": lab.slug,
+        "title": lab.title,
+        "summary": lab.summary,
+        "duration": lab.duration,
+        "difficulty": lab.difficulty,
+        "tags": lab.tags,
+        "steps": steps if steps is not None else lab.steps.count(),
+    }
+
+
+def lab_detail(lab: Lab, *, user) -> dict:
+    """The lab with its steps (title and rendered text) and the caller's progress."""
+    default = lab.default_instance
+    return {
+        **lab_summary(lab),
+        "intro": render(lab.intro, instance=default),
+        "finish": render(lab.finish, instance=default),
+        "auto_check": lab.auto_check,
+        "instances": [
+            {"name": item["name"], "image": item.get("image")} for item in lab.environment.get("instances", [])
+        ],
+        "template": lab.environment.get("template") or None,
+        "steps": [
+            {
+                "number": step.number,
+                "title": step.title,
+                "text": render(step.text, instance=step.instance or default),
+                "instance": step.instance or default or None,
+                "has_check": bool(step.check_script),
+                "hint": render(step.hint, instance=step.instance or default) if step.hint else None,
+            }
+            for step in lab.steps.all()
+        ],
+        "progress": actions.progress_of(user=user, lab=lab),
+    }
+
+
+PROGRESS = inline_serializer("LabProgress", {
+    "completed": serializers.ListField(child=serializers.IntegerField()),
+    "current": serializers.IntegerField(allow_null=True),
+    "finished": serializers.BooleanField(),
+    "checks_passed": serializers.IntegerField(),
+    "checks_failed": serializers.IntegerField(),
+    "last_check_at": serializers.DateTimeField(allow_null=True),
+})
+LAB_SUMMARY_FIELDS = {
+    "slug": serializers.CharField(), "title": serializers.CharField(), "summary": serializers.CharField(),
+    "duration": serializers.IntegerField(help_text="minutes"), "difficulty": serializers.CharField(),
+    "tags": serializers.ListField(child=serializers.CharField()), "steps": serializers.IntegerField(),
+}
+
+
+class CheckSerializer(StrictSerializer):
+    step = serializers.IntegerField(min_value=1)
+
+
+# -- views -------------------------------------------------------------------------------------
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("q", str, description="words in the title, summary or tags"),
+        OpenApiParameter("tag", str), OpenApiParameter("difficulty", str),
+    ],
+    responses={200: inline_serializer("LabSummary", LAB_SUMMARY_FIELDS, many=True), **ERRORS},
+)
+@api_view(["GET"])
+def labs(request: Request) -> Response:
+    params = request.query_params
+    found = actions.catalogue(
+        query=params.get("q", "").strip(), tag=params.get("tag", "").strip(),
+        difficulty=params.get("difficulty", "").strip(),
+    )
+    return Response([lab_summary(lab) for lab in found])
+
+
+@extend_schema(methods=["GET"], responses={200: inline_serializer("Lab", {
+    **LAB_SUMMARY_FIELDS, "intro": serializers.CharField(help_text="HTML"), "finish": serializers.CharField(help_text="HTML"),
+    "steps": serializers.ListField(child=serializers.DictField()), "progress": PROGRESS,
+}), **ERRORS})
+@api_view(["GET"])
+def lab(request: Request, slug: str) -> Response:
+    return Response(lab_detail(actions.lab_by_slug(slug=slug), user=request.user))
+
+
+@extend_schema(request=None, responses={204: None, **ERRORS})
+@api_view(["DELETE"])
+def lab_progress(request: Request, slug: str) -> Response:
+    """Start the lab over: forget the caller's progress in it."""
+    actions.reset_progress(user=request.user, lab=actions.lab_by_slug(slug=slug))
+    return Response(status=204)
+
+
+@extend_schema(responses={200: inline_serializer("SessionLab", {
+    "lab": serializers.CharField(), "setup": serializers.DictField(), "progress": PROGRESS,
+}), **ERRORS})
+@api_view(["GET"])
+def session_lab(request: Request, sid: str) -> Response:
+    """The lab of a session, how its set-up goes, and the caller's progress."""
+    session = session_actions.session_of(user=request.user, session_id=sid)
+    run = actions.lab_run_of(session=session)
+    return Response({
+        "lab": run.lab.slug,
+        "setup": {"state": run.setup_state, "output": run.setup_output},
+        "progress": actions.progress_of(user=request.user, lab=run.lab),
+    })
+
+
+@extend_schema(request=CheckSerializer, responses={200: inline_serializer("CheckResult", {
+    "passed": serializers.BooleanField(), "output": serializers.CharField(),
+    "hint": serializers.CharField(allow_null=True, help_text="HTML, when the check failed"), "progress": PROGRESS,
+}), **ERRORS})
+@api_view(["POST"])
+def session_check(request: Request, sid: str) -> Response:
+    session = session_actions.session_of(user=request.user, session_id=sid)
+    _throttle(ExecThrottle, request)  # a check is a command run on a lab host, like exec
+    body = _body(CheckSerializer, request)
+    result = actions.check_step(user=request.user, session=session, number=body["step"])
+    return Response({
+        "passed": result.passed,
+        "output": result.output,
+        "hint": render(result.hint) if result.hint else None,
+        "progress": result.progress,
+    })

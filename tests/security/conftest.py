@@ -1,0 +1,130 @@
+"""Fixtures of the adversarial suite: real stacks (Daphne, Celery worker and
+beat) on the real engine, under deployment labels of their own, with small
+limits so that attacks hit them quickly. Redis databases 25-27 are this
+suite's own."""
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import end_every_session, engine, nothing_left, _purge  # noqa: F401
+from tests.stack import Stack, wait_for
+
+MEMORY_MB = 128
+PIDS = 100
+DISK_MB = 32
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def _running(tmp_path_factory, engine, name: str, redis_db: int, env: dict[str, str]):
+    running = Stack(tmp_path_factory.mktemp(name), redis_db=redis_db, env=env).start()
+    try:
+        yield running
+        end_every_session(running)
+        wait_for(lambda: nothing_left(engine, running.deployment), timeout=60,
+                 what="no labelled container, network or volume to remain after every session ended")
+    finally:
+        running.stop()
+        _purge(engine, running.deployment)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, engine):
+    """Small instances, a disk watchdog checking every second."""
+    yield from _running(tmp_path_factory, engine, "security-stack", 25, {
+        "PLAYGROUND_INSTANCE_MEMORY_MB": str(MEMORY_MB),
+        "PLAYGROUND_INSTANCE_PIDS": str(PIDS),
+        "PLAYGROUND_INSTANCE_DISK_MB": str(DISK_MB),
+        "PLAYGROUND_DISK_CHECK_SECONDS": "1",
+        "PLAYGROUND_MAX_SESSIONS_USER": "10",
+        "PLAYGROUND_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
+    })
+
+
+@pytest.fixture(scope="session")
+def strict_stack(tmp_path_factory, engine):
+    """The default instance limits, and low request rates to flood."""
+    yield from _running(tmp_path_factory, engine, "security-rates", 27, {
+        "PLAYGROUND_SESSION_RATE_USER": "2/min",
+        "PLAYGROUND_EXEC_RATE_USER": "3/min",
+        "PLAYGROUND_MAX_SESSIONS_USER": "10",
+    })
+
+
+@pytest.fixture(scope="session")
+def mallory(stack):
+    return stack.client("mallory")
+
+
+@pytest.fixture(scope="session")
+def victim(stack):
+    return stack.client("victim")
+
+
+class Shell:
+    """An instance driven over the HTTP API, as an attacker's script would."""
+
+    def __init__(self, stack, client, session: dict) -> None:
+        self.stack, self.client, self.session = stack, client, session
+        self.sid = session["id"]
+        self.node = session["instances"][0]
+        self.iid = self.node["id"]
+
+    @property
+    def url(self) -> str:
+        return f"{self.stack.url}/api/sessions/{self.sid}/instances/{self.iid}/"
+
+    def run(self, command: str, *, timeout: float = 30) -> tuple[int, str]:
+        answer = self.client.post(self.url + "exec/", json={"command": command, "timeout": timeout},
+                                  timeout=timeout + 30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        return body["exit_code"], body["output"]
+
+    def has(self, *tools: str) -> None:
+        """The attack's tools are in the image: an absent tool is no denial."""
+        code, output = self.run(" && ".join(f"command -v {t}" for t in tools))
+        assert code == 0, f"a tool of this attack is missing from the image: {output}"
+
+    def instance(self) -> dict:
+        body = self.client.get(f"{self.stack.url}/api/sessions/{self.sid}/", timeout=10).json()
+        return next(i for i in body["instances"] if i["id"] == self.iid)
+
+    def container(self) -> str:
+        return f"pg-{self.stack.deployment}-{self.iid}"
+
+    def end(self) -> None:
+        self.client.delete(f"{self.stack.url}/api/sessions/{self.sid}/", timeout=60)
+
+
+def open_shell(stack, client) -> Shell:
+    answer = client.post(stack.url + "/api/sessions/", json={}, timeout=30)
+    assert answer.status_code == 201, answer.text
+    shell = Shell(stack, client, answer.json())
+    code, output = shell.run("echo ready")  # waits for the instance to run
+    assert (code, output.strip()) == (0, "ready")
+    shell.node = shell.instance()  # now with its address
+    return shell
+
+
+@pytest.fixture(scope="session")
+def attacker(stack, mallory):
+    """Mallory's long-lived shell, for attacks that leave it intact."""
+    shell = open_shell(stack, mallory)
+    yield shell
+    shell.end()
+
+
+@pytest.fixture(scope="session")
+def neighbour(stack, victim):
+    """Another learner's shell on the same lab host."""
+    shell = open_shell(stack, victim)
+    yield shell
+    shell.end()
+
+
+@pytest.fixture
+def fresh_shell(stack, mallory):
+    """A shell of Mallory's own for one destructive attack."""
+    shell = open_shell(stack, mallory)
+    yield shell
+    shell.end()

@@ -1,0 +1,85 @@
+"""Templates and the hot-start pool, on the fake driver (the real engine's side
+is in tests/integration/test_templates.py and test_hot_start_pool.py)."""
+from __future__ import annotations
+
+import pytest
+
+from playground.errors import Invalid, LimitReached
+from playground.sessions import actions, hosts
+from playground.sessions.models import Instance, Session
+
+pytestmark = pytest.mark.django_db
+
+
+def test_templates_list_only_those_whose_image_exists(settings):
+    names = {t["name"] for t in actions.templates()}
+    assert names == {"swarm-1m1w", "swarm-3m2w"}
+    settings.PLAYGROUND_IMAGES = {"shell": settings.PLAYGROUND_IMAGES["shell"]}
+    assert actions.templates() == []
+    with pytest.raises(Invalid, match="none here"):
+        actions.start_template_session(user=None, template="swarm-1m1w")
+
+
+def test_a_template_larger_than_the_instance_cap_is_refused(settings, alice):
+    settings.PLAYGROUND_MAX_INSTANCES = 4
+    with pytest.raises(LimitReached, match="needs 5 instances"):
+        actions.start_template_session(user=alice, template="swarm-3m2w")
+
+
+def test_a_template_session_names_its_instances_by_role(alice, django_capture_on_commit_callbacks, monkeypatch):
+    queued = []
+    monkeypatch.setattr(actions, "_queue_setup", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        session = actions.start_template_session(user=alice, template="swarm-3m2w")
+    hostnames = list(session.instances.order_by("number").values_list("hostname", flat=True))
+    assert hostnames == ["manager1", "manager2", "manager3", "worker1", "worker2"]
+    assert session.setup["roles"]["worker2"] == "worker"
+    assert queued == [session.id]
+
+
+def test_setup_waits_for_starting_instances_and_fails_when_one_failed(alice):
+    session = actions.start_template_session(user=alice, template="swarm-1m1w")
+    assert actions.setup_template(session_id=session.id) == "wait"
+    Instance.objects.filter(session=session, hostname="worker1").update(state="failed")
+    assert actions.setup_template(session_id=session.id) == "failed"
+    session.refresh_from_db()
+    assert session.setup["state"] == "failed" and "worker1" in session.setup["message"]
+
+
+def pooled() -> list[Instance]:
+    return list(Instance.objects.filter(session__isnull=True))
+
+
+def test_the_pool_fills_and_a_new_session_takes_a_ready_instance(settings, alice, start):
+    settings.PLAYGROUND_POOL_SIZE = 2
+    hosts.probe("fake://lab1")
+    made = actions.fill_pools()
+    assert sum(made.values()) == 2
+    ready = {i.id for i in pooled()}
+    assert len(ready) == 2 and all(i.state == "running" and i.pool_network for i in pooled())
+
+    session = start(user=alice)
+    [node1] = session.instances.all()
+    assert node1.id in ready and node1.state == "running"
+    assert session.state == Session.State.RUNNING
+    assert session.network_state == node1.pool_network
+    # The claim queued a refill (run at once here: Celery is eager in unit tests).
+    assert len(pooled()) == 2 and node1.id not in {i.id for i in pooled()}
+
+    # Ending the session removes the claimed container and its network, not the pool.
+    actions.end_session(session=session)
+    objects = hosts.driver_for("fake://lab1").list_objects()
+    assert node1.id not in {o.instance_id for o in objects}
+    assert {o.instance_id for o in objects if o.kind == "container"} == {i.id for i in pooled()}
+
+
+def test_a_smaller_pool_is_trimmed_and_drain_leaves_nothing(settings):
+    settings.PLAYGROUND_POOL_SIZE = 3
+    hosts.probe("fake://lab1")
+    actions.fill_pools()
+    settings.PLAYGROUND_POOL_SIZE = 1
+    actions.fill_pools()
+    assert len(pooled()) == 1
+    assert actions.drain_pools() == 1
+    assert pooled() == []
+    assert hosts.driver_for("fake://lab1").list_objects() == []
