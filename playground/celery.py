@@ -28,5 +28,10 @@ def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
     from playground.ports import tasks as port_tasks
 
     sender.add_periodic_task(settings.PLAYGROUND_PORTS_SECONDS, port_tasks.scan_ports.s(), name="find instance ports")
+
+    from playground.stats import tasks as stats_tasks
+
+    sender.add_periodic_task(settings.PLAYGROUND_STATS_SECONDS, stats_tasks.sample_stats.s(),
+                             name="sample instance stats")
     sender.add_periodic_task(settings.PLAYGROUND_CLASS_WARM_SECONDS, class_tasks.warm_classes.s(),
                              name="warm classes about to start")

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "playground.labs",
     "playground.classrooms",
     "playground.ports",
+    "playground.stats",
 ]
 
 MIDDLEWARE = [
@@ -389,6 +390,10 @@ PLAYGROUND_PORTS_SECONDS = env_float("PLAYGROUND_PORTS_SECONDS", 3.0, minimum=0.
 PLAYGROUND_PORTS_GRANT_SECONDS = env_int("PLAYGROUND_PORTS_GRANT_SECONDS", 300, minimum=10)
 # Ports never listed: the inner Docker Engine's API and swarm's own.
 PLAYGROUND_PORTS_HIDDEN = [int(p) for p in env_list("PLAYGROUND_PORTS_HIDDEN", ["2375", "2376", "2377", "7946"])]
+
+# Instance stats: CPU and memory each running instance uses, sampled every
+# PLAYGROUND_STATS_SECONDS (CPU % over the time between two samples).
+PLAYGROUND_STATS_SECONDS = env_float("PLAYGROUND_STATS_SECONDS", 5.0, minimum=0.5)
 
 # Jobs: how often beat sweeps due sessions, reconciles lab hosts and checks
 # their health; how long a host may be silent before its instances fail.

@@ -148,6 +148,19 @@ class InstanceStatus:
 
 
 @dataclass(frozen=True)
+class InstanceStats:
+    """What an instance used, as sampled at ``at`` (``time.time()``)."""
+
+    cpu_ns: int
+    """CPU time used since it started, all its processes, in nanoseconds."""
+    memory_bytes: int
+    """Memory in use (the page cache that could be dropped left out)."""
+    memory_limit_bytes: int
+    """Its memory limit (the host's memory when it has none)."""
+    at: float
+
+
+@dataclass(frozen=True)
 class ExecResult:
     exit_code: int
     """The command's exit code; 124 when it ran past its timeout."""
@@ -292,6 +305,13 @@ class Driver:
         (Docker's ``docker-proxy`` listens in the instance). Raises
         ``NotFound`` if the instance is gone, ``DriverError`` if it is not
         running. ``parse_listening`` reads Linux's ``/proc/net/tcp*``."""
+        raise NotImplementedError
+
+    # -- stats ---------------------------------------------------------------
+    def stats(self, state: dict) -> InstanceStats:
+        """CPU time and memory the instance used so far, cheaply (one
+        engine call). Raises ``NotFound`` if the instance is gone,
+        ``DriverError`` if it does not run."""
         raise NotImplementedError
 
     # -- the terminal -------------------------------------------------------

@@ -69,6 +69,7 @@ from .base import (
     DriverError,
     ExecResult,
     InstanceSpec,
+    InstanceStats,
     InstanceStatus,
     LabelledObject,
     NotFound,
@@ -693,6 +694,19 @@ class DockerDriver(Driver):
         result = self.exec(state, "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", timeout=self.ports_timeout)
         return parse_listening(result.output.decode("ascii", "replace"))
 
+    # -- stats ------------------------------------------------------------------
+    def stats(self, state: dict) -> InstanceStats:
+        # One-shot (API 1.41): the engine answers at once with one sample,
+        # instead of waiting a second for a second one.
+        with self._engine_errors(f"stats of instance {state.get('name')}"):
+            response = self.api._get(
+                self.api._url("/containers/{0}/stats", state["id"]),
+                params={"stream": "false", "one-shot": "true"},
+                timeout=self.ports_timeout,
+            )
+            info = self.api._result(response, json=True)
+        return parse_stats(info, name=str(state.get("name")))
+
     # -- the terminal -----------------------------------------------------------
     def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
         with self._engine_errors(f"attach to instance {state.get('name')}"):
@@ -1070,3 +1084,24 @@ def _file_in_tar(archive: bytes, path: str) -> bytes:
     except tarfile.TarError as exc:
         raise DriverError(f"the engine sent a broken archive for {path}: {exc}") from exc
     raise DriverError(f"{path} is not a regular file", permanent=True)
+
+
+def parse_stats(info: dict, *, name: str = "") -> InstanceStats:
+    """``InstanceStats`` from the engine's stats answer (cgroup v1 or v2)."""
+    cpu = (info.get("cpu_stats") or {}).get("cpu_usage") or {}
+    memory = info.get("memory_stats") or {}
+    if not cpu.get("total_usage") or "usage" not in memory:
+        # What the engine answers for a container that does not run.
+        raise DriverError(f"instance {name} is not running", permanent=True)
+    details = memory.get("stats") or {}
+    # As ``docker stats`` counts: the page cache that could be dropped left out.
+    inactive = details.get("inactive_file", details.get("total_inactive_file", 0))
+    used = int(memory["usage"])
+    if inactive < used:
+        used -= int(inactive)
+    return InstanceStats(
+        cpu_ns=int(cpu["total_usage"]),
+        memory_bytes=used,
+        memory_limit_bytes=int(memory.get("limit") or 0),
+        at=time.time(),
+    )

@@ -34,6 +34,7 @@ from .base import (
     DriverError,
     ExecResult,
     InstanceSpec,
+    InstanceStats,
     InstanceStatus,
     LabelledObject,
     NotFound,
@@ -75,6 +76,9 @@ class _Instance:
     output: bytearray = field(default_factory=bytearray)
     terminals: list[_Terminal] = field(default_factory=list)
     listening: set[int] = field(default_factory=set)
+    cpu_ns: int = 0
+    memory_bytes: int = 4 << 20
+    memory_limit: int = 512 << 20
 
     def directories(self) -> set[str]:
         found = set(_BASE_DIRECTORIES)
@@ -243,6 +247,7 @@ class FakeDriver(Driver):
                     image=spec.image,
                     hostname=spec.hostname,
                     log_max_bytes=spec.limits.log_max_bytes,
+                    memory_limit=spec.limits.memory_bytes,
                     labels={
                         LABEL_DEPLOYMENT: self.deployment,
                         LABEL_KIND: "instance",
@@ -340,6 +345,24 @@ class FakeDriver(Driver):
     def listening_ports(self, state: dict) -> list[int]:
         with self.host.lock:
             return sorted(self.host.running(state).listening)
+
+    def stats(self, state: dict) -> InstanceStats:
+        with self.host.lock:
+            instance = self.host.running(state)
+            return InstanceStats(cpu_ns=instance.cpu_ns, memory_bytes=instance.memory_bytes,
+                                 memory_limit_bytes=instance.memory_limit, at=self.clock())
+
+    clock = staticmethod(time.time)
+    """When ``stats`` says it sampled (tests set their own)."""
+
+    def use(self, state: dict, *, cpu_ns: int = 0, memory_bytes: int | None = None) -> None:
+        """Stand-in for work in the instance: ``cpu_ns`` more CPU time used,
+        and its memory in use now ``memory_bytes``."""
+        with self.host.lock:
+            instance = self.host.running(state)
+            instance.cpu_ns += cpu_ns
+            if memory_bytes is not None:
+                instance.memory_bytes = memory_bytes
 
     def listen(self, state: dict, *ports: int, stop: bool = False) -> None:
         """Stand-in for a server starting (or, with ``stop``, ending) in the instance."""
@@ -486,6 +509,9 @@ class BrokenDriver(Driver):
         raise self._fail()
 
     def listening_ports(self, state: dict) -> list[int]:
+        raise self._fail()
+
+    def stats(self, state: dict) -> InstanceStats:
         raise self._fail()
 
     def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:

@@ -10,7 +10,16 @@ export interface Instance {
   state: "provisioning" | "running" | "stopped" | "failed";
   terminal: string;
   ports: { port: number; url: string }[];
+  /** What it uses, sampled every few seconds; null until sampled or when it does not run. */
+  stats?: InstanceStats | null;
   reason?: string;
+}
+
+export interface InstanceStats {
+  /** CPU time over wall time between the last two samples, % of one CPU (null after the first). */
+  cpu_percent: number | null;
+  memory_bytes: number;
+  memory_limit_bytes: number;
 }
 
 export interface Session {

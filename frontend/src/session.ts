@@ -3,8 +3,9 @@
 // the "session over" screen. The server renders the page and hands the
 // session's JSON in #session-data; this script keeps it current.
 
-import { api, ApiError, describe, Instance, LIVE_STATES, serverClockOffset, Session, startSession } from "./api";
+import { api, ApiError, describe, Instance, InstanceStats, LIVE_STATES, serverClockOffset, Session, startSession } from "./api";
 import { FONT_MAX, FONT_MIN, saveFontSize, savedFontSize, TerminalClient } from "./terminal";
+import { enableDownload, enableDrop, FileTarget } from "./files";
 
 declare global {
   interface Window {
@@ -24,6 +25,7 @@ const config = {
   maxExtensions: Number(root.dataset.maxExtensions),
   extensionSeconds: Number(root.dataset.extensionSeconds),
   warnSeconds: Number(root.dataset.warnSeconds),
+  maxFileBytes: Number(root.dataset.maxFileBytes) || 0,
 };
 let session: Session = JSON.parse(document.getElementById("session-data")!.textContent!);
 
@@ -141,6 +143,7 @@ function renderInstances(): void {
 
     item.append(pick, state, remove);
     if (instance.state === "running" && instance.ports?.length) item.append(portLinks(instance));
+    if (instance.state === "running" && instance.stats) item.append(statsLine(instance.stats));
     return item;
   });
   list.replaceChildren(...items);
@@ -178,6 +181,7 @@ function paneFor(instance: Instance): Pane {
   const full = toolButton("Full screen", "Show this terminal on the whole screen", () => toggleFullscreen(element));
   full.classList.add("fullscreen-toggle");
   bar.append(title, connection, spacer, smaller, bigger, full);
+  enableDrop(element, () => fileTarget(instance.id), config.maxFileBytes, showNotice);
 
   const screen = document.createElement("div");
   screen.className = "term-host";
@@ -302,6 +306,22 @@ async function deleteInstance(instance: Instance): Promise<void> {
   }
 }
 
+// -- stats --------------------------------------------------------------------------------
+
+const MiB = 1024 * 1024;
+
+/** "CPU 3% · 21/512 MiB" under a running instance. */
+function statsLine(stats: InstanceStats): HTMLElement {
+  const line = document.createElement("span");
+  line.className = "instance-stats";
+  const cpu = stats.cpu_percent === null ? "–" : `${Math.round(stats.cpu_percent)}%`;
+  const used = Math.round(stats.memory_bytes / MiB);
+  const limit = Math.round(stats.memory_limit_bytes / MiB);
+  line.textContent = `CPU ${cpu} · ${used}/${limit} MiB`;
+  line.title = "CPU use (100% is one CPU busy) and memory in use of its limit, a few seconds ago";
+  return line;
+}
+
 // -- ports --------------------------------------------------------------------------------
 // Each link opens the port on an origin of its own (API.md, "Ports"); its
 // grant is fresh from the last poll.
@@ -322,6 +342,15 @@ function portLinks(instance: Instance): HTMLElement {
   }
   return box;
 }
+
+/** Where files of instance ``iid`` go: null unless it is there and not over. */
+function fileTarget(iid: string | null): FileTarget | null {
+  const instance = findInstance(iid);
+  if (!instance || over || instance.state === "stopped" || instance.state === "failed") return null;
+  return { sessionId: session.id, instanceId: instance.id, hostname: instance.hostname };
+}
+
+enableDownload($<HTMLFormElement>("download-file"), $<HTMLInputElement>("download-file-path"), () => fileTarget(selected), showNotice);
 
 const openPortForm = $<HTMLFormElement>("open-port");
 const openPortNumber = $<HTMLInputElement>("open-port-number");

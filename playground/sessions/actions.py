@@ -856,6 +856,38 @@ def put_file(*, instance: Instance, path: str | None, data: bytes, timeout: floa
     return len(data)
 
 
+# The interactive shell's current directory: the newest bash on the container's
+# TTY (the terminal), read from /proc; the home directory when there is none.
+_SHELL_CWD = (
+    'p=$(pgrep -n -t pts/0 -x bash 2>/dev/null) && d=$(readlink "/proc/$p/cwd" 2>/dev/null)'
+    ' && [ -d "$d" ] && printf "%s" "$d" || printf /root'
+)
+
+
+def check_file_name(name: str | None) -> str:
+    if not name or name in (".", "..") or "/" in name or "\x00" in name or len(name.encode()) > 255:
+        raise Invalid("name must be a plain file name (no slash, not . or ..), e.g. ?name=notes.txt")
+    return name
+
+
+def shell_cwd(*, instance: Instance, timeout: float = 10.0) -> str:
+    """The current directory of the instance's interactive shell (/root if unknown)."""
+    result = _driver_call(instance, lambda d, s: d.exec(s, _SHELL_CWD, timeout=timeout))
+    cwd = result.output.decode("utf-8", "replace").strip() if result.exit_code == 0 else ""
+    if not cwd.startswith("/") or "\n" in cwd or "\x00" in cwd:
+        return "/root"
+    return cwd
+
+
+def put_file_in_cwd(*, instance: Instance, name: str | None, data: bytes, timeout: float = 30.0) -> tuple[str, int]:
+    """Write ``data`` as ``name`` into the shell's current directory: (path, size)."""
+    name = check_file_name(name)
+    instance = _wait_running(instance, deadline=time.monotonic() + timeout)
+    cwd = shell_cwd(instance=instance)
+    path = cwd.rstrip("/") + "/" + name
+    return path, put_file(instance=instance, path=path, data=data, timeout=timeout)
+
+
 def get_file(*, instance: Instance, path: str | None, timeout: float = 30.0) -> bytes:
     path = _check_path(path)
     instance = _wait_running(instance, deadline=time.monotonic() + timeout)

@@ -26,19 +26,32 @@ class PortSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
+class StatsSerializer(serializers.Serializer):
+    cpu_percent = serializers.FloatField(allow_null=True)
+    memory_bytes = serializers.IntegerField()
+    memory_limit_bytes = serializers.IntegerField()
+
+
 class InstanceSerializer(serializers.ModelSerializer):
     terminal = serializers.CharField(source="terminal_path", read_only=True)
     ports = serializers.SerializerMethodField()
+    stats = serializers.SerializerMethodField()
 
     class Meta:
         model = Instance
-        fields = ["id", "hostname", "ip", "image", "state", "terminal", "ports", "reason"]
+        fields = ["id", "hostname", "ip", "image", "state", "terminal", "ports", "stats", "reason"]
 
     @extend_schema_field(PortSerializer(many=True))
     def get_ports(self, instance: Instance) -> list[dict]:
         from playground.ports.actions import ports_of
 
         return ports_of(instance)
+
+    @extend_schema_field(StatsSerializer(allow_null=True))
+    def get_stats(self, instance: Instance) -> dict | None:
+        from playground.stats.actions import stats_of
+
+        return stats_of(instance)
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -300,10 +313,15 @@ def _read_capped(request: Request) -> bytes:
 
 
 PATH_PARAM = OpenApiParameter("path", str, required=True, description="absolute path in the instance")
+PUT_PATH_PARAM = OpenApiParameter("path", str, required=False, description="absolute path in the instance; or give name")
+NAME_PARAM = OpenApiParameter(
+    "name", str, required=False,
+    description="PUT only, instead of path: a plain file name, written into the current directory of the instance's shell",
+)
 
 
 @extend_schema(
-    methods=["PUT"], parameters=[PATH_PARAM],
+    methods=["PUT"], parameters=[PUT_PATH_PARAM, NAME_PARAM],
     request={"application/octet-stream": bytes},
     responses={201: inline_serializer("FileWritten", {"path": serializers.CharField(), "size": serializers.IntegerField()}), **ERRORS},
 )
@@ -316,6 +334,13 @@ def instance_files(request: Request, sid: str, iid: str):
     instance = actions.instance_of(user=request.user, session_id=sid, instance_id=iid)
     path = request.query_params.get("path")
     if request.method == "PUT":
+        name = request.query_params.get("name")
+        if path is None and name is not None:
+            # ?name= writes into the current directory of the instance's shell.
+            actions.check_file_name(name)
+            data = _read_capped(request)
+            path, size = actions.put_file_in_cwd(instance=instance, name=name, data=data)
+            return Response({"path": path, "size": size}, status=status.HTTP_201_CREATED)
         data = _read_capped(request)
         size = actions.put_file(instance=instance, path=path, data=data)
         return Response({"path": path, "size": size}, status=status.HTTP_201_CREATED)

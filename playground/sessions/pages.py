@@ -71,4 +71,5 @@ def session_page(request: HttpRequest, sid: str) -> HttpResponse:
         "extension_seconds": settings.PLAYGROUND_EXTENSION,
         "extension_minutes": settings.PLAYGROUND_EXTENSION // 60,
         "warn_seconds": EXPIRY_WARNING_SECONDS,
+        "max_file_bytes": settings.PLAYGROUND_MAX_FILE_BYTES,
     })

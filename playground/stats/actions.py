@@ -1,0 +1,108 @@
+"""Use cases of instance stats: CPU and memory use shown per instance.
+
+A Celery beat task asks each lab host, every PLAYGROUND_STATS_SECONDS, what
+the running instances of live sessions used so far (one cheap engine call
+per instance, in parallel) and keeps in the cache, per instance, the last
+sample and what the page shows: ``cpu_percent`` (CPU time used between the
+last two samples over the wall time between them, as a percentage of one
+CPU: 200 is two CPUs busy), ``memory_bytes`` and ``memory_limit_bytes``. The
+web tier only reads the cache when it writes an Instance's ``stats`` (an
+extension of API.md).
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.core.cache import cache
+
+from playground.sessions import hosts
+from playground.sessions.models import Instance, Session
+from sandboxes.base import DriverError, InstanceStats
+
+log = logging.getLogger(__name__)
+
+SAMPLE_THREADS = 8
+
+
+def _sample_key(instance_id: str) -> str:
+    return f"stats-sample:{instance_id}"
+
+
+def _shown_key(instance_id: str) -> str:
+    return f"stats:{instance_id}"
+
+
+def cpu_percent(before: InstanceStats, after: InstanceStats) -> float | None:
+    """CPU time used between two samples over the wall time between them, as
+    a percentage of one CPU; None when they cannot tell (no time passed, or
+    the counter went back: the instance restarted)."""
+    wall = after.at - before.at
+    used = after.cpu_ns - before.cpu_ns
+    if wall <= 0 or used < 0:
+        return None
+    return round(used / (wall * 1e9) * 100, 1)
+
+
+def shown(before: InstanceStats | None, after: InstanceStats) -> dict:
+    """An Instance's ``stats`` from its last two samples."""
+    return {
+        "cpu_percent": cpu_percent(before, after) if before is not None else None,
+        "memory_bytes": after.memory_bytes,
+        "memory_limit_bytes": after.memory_limit_bytes,
+    }
+
+
+def stats_of(instance: Instance) -> dict | None:
+    """``stats`` of an Instance's JSON: what the last samples found, None
+    when it does not run or was not sampled yet."""
+    if instance.session_id is None or instance.state != Instance.State.RUNNING:
+        return None
+    return cache.get(_shown_key(instance.id))
+
+
+# -- the sampling (a Celery beat task) ------------------------------------------------------
+
+def sample_stats() -> dict[str, dict]:
+    """Sample what the running instances of live sessions use; keep the
+    answers in the cache. Returns the stats shown, by instance id.
+
+    One sampling at a time per deployment; instances are asked in parallel."""
+    lock = f"stats-sample-lock:{settings.PLAYGROUND_DEPLOYMENT}"
+    if not cache.add(lock, 1, timeout=60):
+        return {}
+    try:
+        rows = list(
+            Instance.objects.filter(
+                state=Instance.State.RUNNING, session__state__in=Session.LIVE_STATES
+            ).values_list("id", "host", "driver_state")
+        )
+        if not rows:
+            return {}
+        threads = min(SAMPLE_THREADS, len(rows))
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stats") as pool:
+            answers = list(pool.map(lambda row: (row[0], _sample_one(row[1], row[2])), rows))
+        samples = {iid: sample for iid, sample in answers if sample is not None}
+        if not samples:
+            return {}
+        before = cache.get_many([_sample_key(iid) for iid in samples])
+        found = {iid: shown(before.get(_sample_key(iid)), sample)
+                 for iid, sample in samples.items()}
+        ttl = max(30, int(settings.PLAYGROUND_STATS_SECONDS * 10))
+        cache.set_many({_sample_key(iid): sample for iid, sample in samples.items()}, timeout=ttl)
+        cache.set_many({_shown_key(iid): stats for iid, stats in found.items()}, timeout=ttl)
+        return found
+    finally:
+        cache.delete(lock)
+
+
+def _sample_one(host: str, state: dict | None) -> InstanceStats | None:
+    if not state:
+        return None
+    try:
+        return hosts.driver_for(host).stats(state)
+    except DriverError as exc:
+        # Stopped or gone: the reconciler and the health check notice it.
+        log.debug("stats: no answer from an instance on %s (%s)", host, exc.message)
+        return None
