@@ -287,10 +287,12 @@ def warm_classes() -> dict[str, int]:
     for classroom in Classroom.objects.filter(ended_at__isnull=True, warm_sessions__isnull=False).distinct():
         if not _warm_window(classroom, now):
             drain_warm(classroom=classroom, reason="the class's start window closed")
+    # Sessions are made before the start only: once the class runs, a
+    # learner who joins is served on demand, and what is warm already waits
+    # until the start window closes.
     lead = timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_LEAD)
     due = Classroom.objects.filter(
-        ended_at__isnull=True, starts_at__lte=now + lead, ends_at__gt=now,
-        starts_at__gt=now - timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_WINDOW),
+        ended_at__isnull=True, starts_at__lte=now + lead, starts_at__gt=now, ends_at__gt=now,
     ).select_related("lab", "organisation")
     for classroom in due:
         made[classroom.id] = _fill_warm(classroom, now)

@@ -48,6 +48,10 @@ def _labelled(engine, deployment: str) -> tuple[list, list]:
 
 
 END_EVERY_SESSION = """
+from playground.classrooms import actions as class_actions
+from playground.classrooms.models import Classroom
+for classroom in Classroom.objects.filter(ended_at__isnull=True):
+    class_actions.end_classroom(classroom=classroom)
 from playground.sessions import actions
 from playground.sessions.models import Session
 for session in Session.objects.filter(state__in=Session.LIVE_STATES):

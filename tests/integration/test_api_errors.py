@@ -152,7 +152,8 @@ def test_the_token_decides_when_a_cookie_comes_too(stack, alice, new_session):
 def test_images_and_templates_are_listed(stack, alice):
     images = alice.get(stack.url + "/api/images/", timeout=10).json()
     assert {"name": "shell", "description": images[0]["description"]} in images
-    assert alice.get(stack.url + "/api/templates/", timeout=10).json() == []
+    templates = {t["name"]: t["instances"] for t in alice.get(stack.url + "/api/templates/", timeout=10).json()}
+    assert templates == {"swarm-1m1w": 2, "swarm-3m2w": 5}
 
 
 def test_the_openapi_schema_is_served(stack, alice):

@@ -186,12 +186,21 @@ def test_warm_sessions_left_after_the_start_window_are_removed(teacher, lab, set
     from playground.classrooms.models import WarmSession
 
     now = timezone.now()
-    classroom = actions.create_classroom(user=teacher, title="Now", lab=lab, seats=1,
-                                         starts_at=now - timedelta(minutes=1), ends_at=now + timedelta(hours=1))
+    classroom = actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=1,
+                                         starts_at=now + timedelta(minutes=1), ends_at=now + timedelta(hours=1))
     with django_capture_on_commit_callbacks(execute=True):
         actions.warm_classes()
     assert WarmSession.objects.count() == 1
-    settings.PLAYGROUND_CLASS_WARM_WINDOW = 30  # the window closed 30 s after the start
+    # The class started a while ago: nothing new is made, and once the window
+    # (30 s after the start here) closes the unclaimed session goes.
+    Classroom.objects.filter(pk=classroom.pk).update(starts_at=now - timedelta(seconds=20))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.warm_classes() == {}
+    settings.PLAYGROUND_CLASS_WARM_WINDOW = 30
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.warm_classes()
+    assert WarmSession.objects.count() == 1
+    Classroom.objects.filter(pk=classroom.pk).update(starts_at=now - timedelta(seconds=40))
     with django_capture_on_commit_callbacks(execute=True):
         actions.warm_classes()
     assert WarmSession.objects.count() == 0
