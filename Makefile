@@ -13,7 +13,7 @@ help:
 	@echo "make images  rebuild the sandbox images whose recipe changed (IMAGES='shell')"
 	@echo "make engine  start the project's lab-host Docker Engine"
 	@echo "make down    stop the engine and Redis this project started"
-	@echo "make bench   session start-up benchmark"
+	@echo "make bench   the benchmarks (session start, terminal, docker start, class join)"
 	@echo "make lint    shell syntax (+ shellcheck, ruff when installed)"
 
 setup:
@@ -43,6 +43,9 @@ down:
 
 bench: setup
 	.venv/bin/python bench/session_start.py
+	.venv/bin/python bench/terminal.py
+	.venv/bin/python bench/docker_start.py
+	.venv/bin/python bench/class_join.py
 
 lint:
 	@for f in scripts/*.sh .ci/run sandboxes/images/*/rootfs/usr/local/sbin/*; do bash -n "$$f" || exit 1; done
