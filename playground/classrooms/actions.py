@@ -34,27 +34,146 @@ def is_instructor(user) -> bool:
     return bool(user.is_authenticated and (user.is_staff or (profile and profile.is_instructor)))
 
 
-def create_classroom(*, user, title: str, lab: str, seats: int, starts_at: datetime, ends_at: datetime,
-                     organisation: Organisation | None = None, **limits) -> Classroom:
-    if not is_instructor(user):
-        raise Forbidden("Only instructors may create classes.")
-    found = Lab.objects.filter(slug=lab, draft=False).first()
-    if found is None:
-        raise Invalid(f"No lab {lab!r}.")
-    if ends_at <= starts_at:
-        raise Invalid("A class must end after it starts.")
-    if ends_at <= timezone.now():
-        raise Invalid("This class would be over already: ends_at is in the past.")
+# Bounds of a class's own settings, the same for the API and the pages.
+CLASS_MAX_SEATS = 10000
+CLASS_MAX_INSTANCES = 50
+CLASS_MIN_LIFETIME = 60
+CLASS_MAX_LIFETIME = 7 * 24 * 3600
+
+# What a class may set beside its title, lab, seats and times (all optional).
+OPTIONAL_FIELDS = ("max_instances", "session_lifetime", "join_code_expires_at", "join_code_max_uses",
+                   "invite_expires_at", "invite_max_uses")
+
+# ``organisation`` left as it is when a class is changed.
+UNCHANGED = object()
+
+
+class ClassInvalid(Invalid):
+    """A class's fields break its rules: ``errors`` says why, field by field
+    (the pages show each beside its field; the API joins them)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+
+
+def may_create_classes(user) -> bool:
+    return is_instructor(user)
+
+
+def class_state(classroom: Classroom, now: datetime | None = None) -> str:
+    """``upcoming``, ``open`` or ``ended``."""
+    now = now or timezone.now()
+    if classroom.ended_at or now >= classroom.ends_at:
+        return "ended"
+    return "upcoming" if now < classroom.starts_at else "open"
+
+
+def _check_fields(*, user, title: str, lab: str, seats: int, starts_at: datetime, ends_at: datetime,
+                  organisation: Organisation | None, optional: dict, classroom: Classroom | None = None) -> Lab:
+    """The rules a class's fields follow, on creation and on every change;
+    returns the lab. ``classroom`` is the class being changed, if any."""
+    unknown = set(optional) - set(OPTIONAL_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown class fields: {sorted(unknown)}")
+    errors: dict[str, str] = {}
+    now = timezone.now()
+    if not title.strip():
+        errors["title"] = "A class needs a title."
+    found = Lab.objects.filter(slug=lab).first()
+    if found is None or (found.draft and (classroom is None or found.pk != classroom.lab_id)):
+        errors["lab"] = f"No lab {lab!r}."
+        found = None
+    elif classroom is not None and found.pk != classroom.lab_id and classroom.learners.exists():
+        errors["lab"] = "Learners have joined this class already: its lab can no longer change."
+    taken = classroom.learners.count() if classroom is not None else 0
     if seats < 1:
-        raise Invalid("A class needs at least one seat.")
+        errors["seats"] = "A class needs at least one seat."
+    elif seats > CLASS_MAX_SEATS:
+        errors["seats"] = f"A class has at most {CLASS_MAX_SEATS} seats."
+    elif seats < taken:
+        errors["seats"] = f"{taken} learners have joined already: keep at least {taken} seats."
+    if ends_at <= starts_at:
+        errors["ends_at"] = "A class must end after it starts."
+    elif ends_at <= now:
+        errors["ends_at"] = "This class would be over already: its end is in the past."
+    instances = optional.get("max_instances")
+    if instances is not None and not 1 <= instances <= CLASS_MAX_INSTANCES:
+        errors["max_instances"] = f"Instances per learner: from 1 to {CLASS_MAX_INSTANCES}."
+    lifetime = optional.get("session_lifetime")
+    if lifetime is not None and not CLASS_MIN_LIFETIME <= lifetime <= CLASS_MAX_LIFETIME:
+        errors["session_lifetime"] = "A session lives from 1 minute to 7 days."
+    for prefix, what in (("join_code", "join code"), ("invite", "invite link")):
+        uses = optional.get(f"{prefix}_max_uses")
+        if uses is not None and uses < 1:
+            errors[f"{prefix}_max_uses"] = f"The {what} needs at least one use (leave it blank for no maximum)."
+        expires = optional.get(f"{prefix}_expires_at")
+        if expires is not None and expires <= starts_at:
+            errors[f"{prefix}_expires_at"] = (
+                f"The {what} would expire before the class starts, so nobody could use it."
+            )
+    if organisation is not None and not (
+        user.is_staff or organisation.instructors.filter(pk=user.pk).exists()
+        or (classroom is not None and classroom.organisation_id == organisation.pk)
+    ):
+        errors["organisation"] = f"You are not an instructor of {organisation.name}."
+    if errors:
+        raise ClassInvalid(errors)
+    return found
+
+
+def create_classroom(*, user, title: str, lab: str, seats: int, starts_at: datetime, ends_at: datetime,
+                     organisation: Organisation | None = None, **optional) -> Classroom:
+    """A new class taught by ``user``; ``optional`` holds OPTIONAL_FIELDS."""
+    if not may_create_classes(user):
+        raise Forbidden("Only instructors may create classes.")
+    found = _check_fields(user=user, title=title, lab=lab, seats=seats, starts_at=starts_at, ends_at=ends_at,
+                          organisation=organisation, optional=optional)
     with transaction.atomic():
         classroom = Classroom.objects.create(
-            title=title, lab=found, seats=seats, starts_at=starts_at, ends_at=ends_at,
-            organisation=organisation, **limits,
+            title=title.strip(), lab=found, seats=seats, starts_at=starts_at, ends_at=ends_at,
+            organisation=organisation, **optional,
         )
         classroom.instructors.add(user)
     audit.record("class.created", user=user, classroom=classroom.id, lab=lab, seats=seats)
     return classroom
+
+
+def teaches(user, classroom: Classroom) -> bool:
+    return bool(user.is_authenticated and classroom.instructors.filter(pk=user.pk).exists())
+
+
+def check_editable(classroom: Classroom) -> None:
+    if class_state(classroom) == "ended":
+        raise ClassClosed(f"The class {classroom.title!r} has ended: it can no longer be changed.")
+
+
+def update_classroom(*, user, classroom: Classroom, title: str, lab: str, seats: int, starts_at: datetime,
+                     ends_at: datetime, organisation: Organisation | None | object = UNCHANGED,
+                     **optional) -> Classroom:
+    """Change a class that has not ended, as one of its instructors.
+    ``optional`` holds OPTIONAL_FIELDS (one left out is left as it is)."""
+    if not teaches(user, classroom):
+        raise Forbidden("Only the class's instructors may change it.")
+    check_editable(classroom)
+    if organisation is UNCHANGED:
+        organisation = classroom.organisation
+    found = _check_fields(user=user, title=title, lab=lab, seats=seats, starts_at=starts_at, ends_at=ends_at,
+                          organisation=organisation, optional=optional, classroom=classroom)
+    new = {"title": title.strip(), "lab_id": found.pk, "seats": seats, "starts_at": starts_at,
+           "ends_at": ends_at, "organisation_id": organisation.pk if organisation else None, **optional}
+    with transaction.atomic():
+        current = Classroom.objects.select_for_update().get(pk=classroom.pk)
+        check_editable(current)  # ended meanwhile
+        changed = [field for field, value in new.items() if getattr(current, field) != value]
+        for field, value in new.items():
+            setattr(current, field, value)
+        current.save()
+    _reschedule_warm(current, lab_changed="lab_id" in changed)
+    notify_class(current.id)
+    audit.record("class.changed", user=user, classroom=current.id,
+                 fields=",".join(f.removesuffix("_id") for f in changed) or "none")
+    return current
 
 
 def classrooms_of(*, user):
@@ -335,6 +454,34 @@ def drain_warm(*, classroom: Classroom, reason: str) -> int:
             session_actions.end_session(session=session, reason=reason)
         drained += 1
     return drained
+
+
+def _reschedule_warm(classroom: Classroom, *, lab_changed: bool) -> None:
+    """The class was changed: its warm pool follows. What warm_classes would
+    remove at its next run goes now (the lab changed, or the new start puts
+    the pool out of its window); what stays waits until the new window closes
+    and ends with the class; sessions beyond the free seats go. Filling up
+    stays warm_classes' work, from the new start and seats."""
+    warm = list(WarmSession.objects.filter(classroom=classroom).select_related("session").order_by("created_at"))
+    if not warm:
+        return
+    now = timezone.now()
+    if lab_changed or not _warm_window(classroom, now):
+        drain_warm(classroom=classroom, reason="the class was changed")
+        return
+    wanted = max(0, classroom.seats - classroom.learners.count())
+    window_end = classroom.starts_at + timedelta(seconds=settings.PLAYGROUND_CLASS_WARM_WINDOW)
+    lifetime = timedelta(seconds=settings.PLAYGROUND_SESSION_LIFETIME)
+    for n, entry in enumerate(warm):
+        session = entry.session
+        if n >= wanted:
+            if WarmSession.objects.filter(pk=entry.pk).delete()[0] and session.is_live:
+                session_actions.end_session(session=session, reason="the class has fewer free seats")
+            continue
+        Session.objects.filter(id=session.id, warm__isnull=False).update(
+            last_activity_at=max(window_end, now),
+            expires_at=min(classroom.ends_at, session.created_at + lifetime),
+        )
 
 
 def warm_counts(classroom: Classroom) -> dict[str, int]:

@@ -36,11 +36,12 @@ class ClassroomSerializer(serializers.ModelSerializer):
 class ClassroomCreateSerializer(StrictSerializer):
     title = serializers.CharField(max_length=120)
     lab = serializers.SlugField(max_length=64)
-    seats = serializers.IntegerField(min_value=1, max_value=10000)
+    seats = serializers.IntegerField(min_value=1, max_value=actions.CLASS_MAX_SEATS)
     starts_at = serializers.DateTimeField()
     ends_at = serializers.DateTimeField()
-    max_instances = serializers.IntegerField(required=False, min_value=1, max_value=50)
-    session_lifetime = serializers.IntegerField(required=False, min_value=60, max_value=7 * 24 * 3600)
+    max_instances = serializers.IntegerField(required=False, min_value=1, max_value=actions.CLASS_MAX_INSTANCES)
+    session_lifetime = serializers.IntegerField(required=False, min_value=actions.CLASS_MIN_LIFETIME,
+                                                max_value=actions.CLASS_MAX_LIFETIME)
 
 
 RosterEntry = inline_serializer("RosterEntry", {

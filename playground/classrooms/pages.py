@@ -1,17 +1,24 @@
-"""Joining a class from a browser: type the code, or open the invite link."""
+"""Classes in the browser: joining (type the code, or open the invite link),
+and the instructor's pages (their classes, a class's form, its dashboard)."""
 from __future__ import annotations
 
 import csv
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from playground.accounts.actions import create_guest
-from playground.errors import PlaygroundError
+from playground.accounts.actions import create_guest, is_guest
+from playground.errors import ClassClosed, PlaygroundError
 
 from . import actions
+from .forms import ClassroomForm
+from .models import Classroom
 
 
 def _as_someone(request: HttpRequest) -> bool:
@@ -74,6 +81,7 @@ def dashboard(request: HttpRequest, cid: str) -> HttpResponse:
         "classroom": classroom,
         "steps": classroom.lab.steps.count(),
         "invite_url": request.build_absolute_uri(f"/join/{classroom.invite_token}/"),
+        "editable": actions.class_state(classroom) != "ended",
     })
 
 
@@ -104,3 +112,91 @@ def watch(request: HttpRequest, cid: str, sid: str) -> HttpResponse:
     return render(request, "classrooms/watch.html", {
         "classroom": classroom, "learner": learner, "instances": instances,
     })
+
+
+# -- the instructor's own pages ---------------------------------------------------------------
+
+def _signed_in(request: HttpRequest) -> bool:
+    """A real account (guests are cookie identities, not instructors)."""
+    return request.user.is_authenticated and not is_guest(request.user)
+
+
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "classrooms/forbidden.html", {"message": message}, status=403)
+
+
+def _invite_url(request: HttpRequest, classroom: Classroom) -> str:
+    return request.build_absolute_uri(reverse("join-invite", args=[classroom.invite_token]))
+
+
+STATE_ORDER = {"open": 0, "upcoming": 1, "ended": 2}
+
+
+def my_classes(request: HttpRequest) -> HttpResponse:
+    """The classes the signed-in user teaches: running and coming first."""
+    if not _signed_in(request):
+        return redirect_to_login(request.get_full_path())
+    now = timezone.now()
+    rows = [
+        {"classroom": c, "state": actions.class_state(c, now), "invite_url": _invite_url(request, c)}
+        for c in actions.classrooms_of(user=request.user).annotate(taken=Count("learners", distinct=True))
+    ]
+    # Open and upcoming soonest first; ended most recent first.
+    rows.sort(key=lambda r: (STATE_ORDER[r["state"]],
+                             -r["classroom"].starts_at.timestamp() if r["state"] == "ended"
+                             else r["classroom"].starts_at.timestamp()))
+    return render(request, "classrooms/list.html", {
+        "rows": rows, "may_create": actions.may_create_classes(request.user),
+    })
+
+
+def _form_page(request: HttpRequest, form: ClassroomForm, classroom: Classroom | None, status: int = 200,
+               closed: str = "") -> HttpResponse:
+    return render(request, "classrooms/form.html", {
+        "form": form, "classroom": classroom, "closed": closed,
+        "timezone_name": timezone.get_current_timezone_name(),
+    }, status=status)
+
+
+def new_class(request: HttpRequest) -> HttpResponse:
+    if not _signed_in(request):
+        return redirect_to_login(request.get_full_path())
+    if not actions.may_create_classes(request.user):
+        return _forbidden(request, "Only instructors may create classes; an operator can make you one.")
+    form = ClassroomForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            classroom = actions.create_classroom(user=request.user, **form.action_kwargs())
+            return redirect("classroom", cid=classroom.id)
+        except actions.ClassInvalid as exc:
+            form.add_rule_errors(exc)
+        except PlaygroundError as exc:
+            form.add_error(None, exc.message)
+    return _form_page(request, form, None, status=400 if form.is_bound else 200)
+
+
+def edit_class(request: HttpRequest, cid: str) -> HttpResponse:
+    if not _signed_in(request):
+        return redirect_to_login(request.get_full_path())
+    classroom = Classroom.objects.select_related("lab", "organisation").filter(id=cid).first()
+    # Someone else's class is as unknown as one that does not exist (API.md:
+    # another owner's id is a 404, never a 403).
+    if classroom is None or not actions.teaches(request.user, classroom):
+        raise Http404("No such class.")
+    try:
+        actions.check_editable(classroom)
+    except ClassClosed as exc:
+        return _form_page(request, None, classroom, status=exc.status, closed=exc.message)
+    form = ClassroomForm(request.POST if request.method == "POST" else None, user=request.user,
+                         classroom=classroom)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.update_classroom(user=request.user, classroom=classroom, **form.action_kwargs())
+            return redirect("classroom", cid=classroom.id)
+        except actions.ClassInvalid as exc:
+            form.add_rule_errors(exc)
+        except ClassClosed as exc:  # it ended while the form was open
+            return _form_page(request, None, classroom, status=exc.status, closed=exc.message)
+        except PlaygroundError as exc:
+            form.add_error(None, exc.message)
+    return _form_page(request, form, classroom, status=400 if form.is_bound else 200)

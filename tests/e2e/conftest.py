@@ -59,18 +59,15 @@ for session in Session.objects.filter(state__in=Session.LIVE_STATES):
 """
 
 
-# Package scope: the stack and the browser go when the last end-to-end test is
-# done. (Playwright's sync API keeps an event loop running in the main thread
-# while it is open, which tests after these, calling asyncio.run, cannot bear.)
-@pytest.fixture(scope="package")
-def stack(tmp_path_factory, engine, bundle_built):
-    """The playground, running for real, shared by the end-to-end tests.
+def running_stack(engine, workdir, *, redis_db: int, env: dict[str, str] | None = None):
+    """A Stack started in ``workdir``, for a fixture to ``yield from``; at the
+    end every session and class is ended, and nothing labelled with the
+    stack's deployment may remain on the engine (whatever does is removed,
+    after the test failed).
 
-    Its own Redis database (15; the integration stacks use 11 to 13, the
-    benchmarks 14), so it may run beside them: stacks sharing a database take
-    each other's Celery tasks.
-    """
-    running = Stack(tmp_path_factory.mktemp("e2e-stack"), redis_db=15)
+    Each stack needs a Redis database of its own: stacks sharing one take each
+    other's Celery tasks."""
+    running = Stack(workdir, redis_db=redis_db, env=env)
     try:
         running.start()
     except BaseException:
@@ -88,6 +85,18 @@ def stack(tmp_path_factory, engine, bundle_built):
             engine.remove_container(container["Id"], force=True, v=True)
         for network in networks:
             engine.remove_network(network["Id"])
+
+
+# Package scope: the stack and the browser go when the last end-to-end test is
+# done. (Playwright's sync API keeps an event loop running in the main thread
+# while it is open, which tests after these, calling asyncio.run, cannot bear.)
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory, engine, bundle_built):
+    """The playground, running for real, shared by the end-to-end tests.
+
+    Its own Redis database (15; the integration stacks use 11 to 13, the
+    benchmarks 14), so it may run beside them."""
+    yield from running_stack(engine, tmp_path_factory.mktemp("e2e-stack"), redis_db=15)
 
 
 @pytest.fixture(scope="package")

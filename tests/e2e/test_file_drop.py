@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import END_EVERY_SESSION, VIEWPORT, _labelled
+from tests.e2e.conftest import VIEWPORT, running_stack
 from tests.e2e.screens import READY, SessionPage
-from tests.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
@@ -15,25 +14,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 @pytest.fixture(scope="module")
 def files_stack(tmp_path_factory, engine, bundle_built):
     """A stack of this module's own (Redis database 46), with a small size limit."""
-    running = Stack(tmp_path_factory.mktemp("e2e-files"), redis_db=46,
-                    env={"PLAYGROUND_MAX_FILE_BYTES": "4096"})
-    try:
-        running.start()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    try:
-        running.manage("shell", "-c", END_EVERY_SESSION)
-        wait_for(lambda: not any(_labelled(engine, running.deployment)), timeout=30,
-                 what="no labelled container or network to remain after every session ended")
-    finally:
-        running.stop()
-        containers, networks = _labelled(engine, running.deployment)
-        for container in containers:
-            engine.remove_container(container["Id"], force=True, v=True)
-        for network in networks:
-            engine.remove_network(network["Id"])
+    yield from running_stack(engine, tmp_path_factory.mktemp("e2e-files"), redis_db=46,
+                             env={"PLAYGROUND_MAX_FILE_BYTES": "4096"})
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import END_EVERY_SESSION, _labelled
+from tests.e2e.conftest import running_stack
 from tests.e2e.screens import READY, SessionPage
-from tests.stack import Stack, wait_for
 from tests.unit.labs_helpers import write_lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
@@ -40,24 +39,7 @@ steps:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine, bundle_built):
     """A stack of this module's own (Redis db 32), the lab imported into it."""
-    running = Stack(tmp_path_factory.mktemp("e2e-labs-stack"), redis_db=32)
-    try:
-        running.start()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    try:
-        running.manage("shell", "-c", END_EVERY_SESSION)
-        wait_for(lambda: not any(_labelled(engine, running.deployment)), timeout=30,
-                 what="nothing left on the engine")
-    finally:
-        running.stop()
-        containers, networks = _labelled(engine, running.deployment)
-        for container in containers:
-            engine.remove_container(container["Id"], force=True, v=True)
-        for network in networks:
-            engine.remove_network(network["Id"])
+    yield from running_stack(engine, tmp_path_factory.mktemp("e2e-labs-stack"), redis_db=32)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import END_EVERY_SESSION, VIEWPORT, _labelled
+from tests.e2e.conftest import VIEWPORT, running_stack
 from tests.e2e.screens import READY, SessionPage
-from tests.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
@@ -17,24 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 @pytest.fixture(scope="module")
 def ports_stack(tmp_path_factory, engine, bundle_built):
     """A stack of this module's own (Redis database 36): new ports are found every second."""
-    running = Stack(tmp_path_factory.mktemp("e2e-ports"), redis_db=36, env={"PLAYGROUND_PORTS_SECONDS": "1"})
-    try:
-        running.start()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    try:
-        running.manage("shell", "-c", END_EVERY_SESSION)
-        wait_for(lambda: not any(_labelled(engine, running.deployment)), timeout=30,
-                 what="no labelled container or network to remain after every session ended")
-    finally:
-        running.stop()
-        containers, networks = _labelled(engine, running.deployment)
-        for container in containers:
-            engine.remove_container(container["Id"], force=True, v=True)
-        for network in networks:
-            engine.remove_network(network["Id"])
+    yield from running_stack(engine, tmp_path_factory.mktemp("e2e-ports"), redis_db=36,
+                             env={"PLAYGROUND_PORTS_SECONDS": "1"})
 
 
 @pytest.fixture
