@@ -7,13 +7,16 @@ image, one after another:
 
     POST /api/sessions/ {"image": "docker"}  ->  POST .../exec/ {"command": "docker version"}
 
-and prints p50/p95 of the time until that exec answered with the inner engine
-up (the instance turns running only once its engine answers). Then it starts M
-idle docker instances in one session and prints host memory per instance (the
-PSS of the container's processes, dockerd and containerd included, plus its
-runtime shim).
+and prints p50/p95 of the POST alone and of the time until that exec answered
+with the inner engine up (the instance turns running only once its engine
+answers). It does so twice: with every instance created on demand, and with a
+hot-start pool of docker instances (PLAYGROUND_POOL_IMAGES=docker=N, waiting
+before each session until the pool is full again, as it is when sessions do
+not arrive in a burst). Then it starts M idle docker instances in one session
+and prints host memory per instance (the PSS of the container's processes,
+dockerd and containerd included, plus its runtime shim).
 
-    .venv/bin/python bench/docker_start.py [--sessions 20] [--idle 3]
+    .venv/bin/python bench/docker_start.py [--sessions 20] [--idle 3] [--pool 1]
 """
 from __future__ import annotations
 
@@ -34,26 +37,56 @@ from tests.stack import ENGINE, Stack  # noqa: E402
 READY = "docker version --format '{{.Server.Version}}'"
 
 
-def run_sessions(url: str, token: str, n: int) -> list[float]:
+def run_sessions(url: str, token: str, n: int, before=None) -> dict[str, list[float]]:
     http = requests.Session()
     http.headers["Authorization"] = f"Token {token}"
-    ready: list[float] = []
+    results: dict[str, list[float]] = {"post": [], "ready": []}
     for i in range(n):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         created = http.post(url + "/api/sessions/", json={"image": "docker"}, timeout=60)
+        t1 = time.perf_counter()
         created.raise_for_status()
         session = created.json()
         iid = session["instances"][0]["id"]
         answer = http.post(f"{url}/api/sessions/{session['id']}/instances/{iid}/exec/",
                            json={"command": READY, "timeout": 60}, timeout=90)
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         answer.raise_for_status()
         if answer.json()["exit_code"] != 0:
             raise SystemExit(f"the inner engine did not answer: {answer.json()['output']}")
         if i > 0:  # the first one warms caches and connection pools
-            ready.append(t1 - t0)
+            results["post"].append(t1 - t0)
+            results["ready"].append(t2 - t0)
         http.delete(f"{url}/api/sessions/{session['id']}/", timeout=60).raise_for_status()
-    return ready
+    return results
+
+
+def pool_ready(stack: Stack, size: int) -> None:
+    """Wait until ``size`` pooled docker instances are ready to be claimed
+    (running in the stack's database: their inner engine answered)."""
+    query = ("SELECT count(*) FROM play_sessions_instance "
+             "WHERE session_id IS NULL AND image = 'docker' AND state = 'running'")
+    deadline = time.monotonic() + 120
+    while stack.sql(query)[0][0] < size:
+        if time.monotonic() > deadline:
+            raise SystemExit("the docker pool did not fill within 120 s")
+        time.sleep(0.1)
+
+
+def report(title: str, results: dict[str, list[float]]) -> None:
+    print(f"docker instance start, {title}, over {len(results['ready'])} sessions (one after another):")
+    for key, label in (("post", "POST /api/sessions/"), ("ready", "POST to inner engine answering")):
+        values = results[key]
+        print(f"  {label:32} p50 {ms(pct(values, 50))}  p95 {ms(pct(values, 95))}  max {ms(max(values))}")
+
+
+def start_stack(pool: int) -> Stack:
+    env = {"PLAYGROUND_SESSION_RATE_USER": "100000/min", "PLAYGROUND_POOL_SIZE": "0"}
+    if pool:
+        env.update({"PLAYGROUND_POOL_IMAGES": f"docker={pool}", "PLAYGROUND_POOL_SECONDS": "1"})
+    return Stack(Path(tempfile.mkdtemp(prefix="bench-docker-")), redis_db=22, env=env).start()
 
 
 def idle_memory(url: str, token: str, n: int) -> list[float]:
@@ -85,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--idle", type=int, default=3, help="idle docker instances to measure memory on (max 5)")
+    parser.add_argument("--pool", type=int, default=1, help="docker instances pooled for the second run (0: skip it)")
     parser.add_argument("--url", help="a running playground (default: start one)")
     parser.add_argument("--token", help="API token for --url")
     args = parser.parse_args()
@@ -92,20 +126,25 @@ def main() -> None:
     print(f"machine: {machine()}")
     if args.url:
         url, token = args.url.rstrip("/"), args.token
-        ready = run_sessions(url, token, args.sessions + 1)
+        report("against " + url, run_sessions(url, token, args.sessions + 1))
         mem = idle_memory(url, token, min(args.idle, 5))
     else:
-        stack = Stack(Path(tempfile.mkdtemp(prefix="bench-docker-")), redis_db=22,
-                      env={"PLAYGROUND_SESSION_RATE_USER": "100000/min", "PLAYGROUND_POOL_SIZE": "0"}).start()
+        stack = start_stack(0)
         try:
             token = stack.token("bench")
-            ready = run_sessions(stack.url, token, args.sessions + 1)
+            report("created on demand", run_sessions(stack.url, token, args.sessions + 1))
             mem = idle_memory(stack.url, token, min(args.idle, 5))
         finally:
             stack.stop()
-    print(f"docker instance start, over {len(ready)} sessions (one after another):")
-    print(f"  {'POST to inner engine answering':32} p50 {ms(pct(ready, 50))}  p95 {ms(pct(ready, 95))}"
-          f"  max {ms(max(ready))}")
+        if args.pool:
+            stack = start_stack(args.pool)
+            try:
+                results = run_sessions(stack.url, stack.token("bench"), args.sessions + 1,
+                                       before=lambda: pool_ready(stack, args.pool))
+                report(f"hot-start pool of {args.pool}", results)
+            finally:
+                stack.stop()
+                stack.manage("drain_pool")
     print(f"host memory per idle docker instance (PSS, shim included): "
           f"mean {statistics.mean(mem):.1f} MiB, max {max(mem):.1f} MiB over {len(mem)}")
 

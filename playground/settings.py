@@ -369,11 +369,35 @@ PLAYGROUND_EXEC_MAX_TIMEOUT = env_int("PLAYGROUND_EXEC_MAX_TIMEOUT", 600, minimu
 PLAYGROUND_LAB_CHECK_TIMEOUT = env_float("PLAYGROUND_LAB_CHECK_TIMEOUT", 30.0, minimum=1.0)
 PLAYGROUND_LAB_SETUP_TIMEOUT = env_float("PLAYGROUND_LAB_SETUP_TIMEOUT", 300.0, minimum=1.0)
 
-# Hot start: ready instances of the default image kept per lab host, handed
-# to new sessions as their node1 (joining the session's network then) instead
-# of being created on the learner's clock. 0 turns the pool off.
+# Hot start: ready instances kept per lab host, handed to new sessions as
+# their node1 (joining the session's network then) instead of being created on
+# the learner's clock. PLAYGROUND_POOL_IMAGES says how many of each image
+# ("shell=2,docker=1"; a name alone takes PLAYGROUND_POOL_SIZE); unset, the
+# pool holds PLAYGROUND_POOL_SIZE of the default image. 0 turns it off.
 PLAYGROUND_POOL_SIZE = env_int("PLAYGROUND_POOL_SIZE", 2, minimum=0)
 PLAYGROUND_POOL_SECONDS = env_float("PLAYGROUND_POOL_SECONDS", 5.0, minimum=0.5)
+
+
+def env_pool_images(name: str, images: dict) -> dict[str, int | None]:
+    """``image=count`` pairs (a bare image name: count None, the default size)."""
+    sizes: dict[str, int | None] = {}
+    for item in env_list(name, []):
+        image, _, count = (part.strip() for part in item.partition("="))
+        if image not in images:
+            raise ValueError(f"{name}: unknown image {image!r} (images: {', '.join(sorted(images))})")
+        if not count:
+            sizes[image] = None
+            continue
+        try:
+            sizes[image] = int(count)
+        except ValueError:
+            raise ValueError(f"{name}: {item!r} is not image=count") from None
+        if sizes[image] < 0:
+            raise ValueError(f"{name}: {item!r} asks for fewer than 0 instances")
+    return sizes
+
+
+PLAYGROUND_POOL_IMAGES = env_pool_images("PLAYGROUND_POOL_IMAGES", PLAYGROUND_IMAGES)
 
 # Ports (API.md, "Ports"): what instances listen on is found every
 # PLAYGROUND_PORTS_SECONDS and served by the web tier's proxy, each port on its

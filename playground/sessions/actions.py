@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -171,25 +173,36 @@ def start_session(*, user, image: str | None = None, hostname: str = "node1") ->
     """Allocate a session with one instance; a worker provisions it."""
     image = image or settings.PLAYGROUND_DEFAULT_IMAGE
     _image_ref(image)
+    with _new_session(user=user) as session:
+        instance = _claim_pooled(session=session, image=image, hostname=hostname)
+        if instance is None:
+            instance = Instance.objects.create(
+                session=session, number=1, hostname=hostname, image=image, host=session.host
+            )
+            transaction.on_commit(lambda: _queue_provision(instance.id))
+        else:
+            transaction.on_commit(_queue_fill_pools)
+    log.info("session %s started for %s on %s", session.id, user, session.host)
+    audit.record("session.started", user=user, session=session.id, host=session.host, image=image)
+    return session
+
+
+@contextmanager
+def _new_session(*, user, **fields) -> Iterator[Session]:
+    """A new session row of ``user`` (cap checked) on the lab host with the
+    most room, its lifetime and idle clock starting now; the caller adds its
+    instances inside the transaction this opens."""
     check_session_cap(user)
-    host = _choose_host()
+    host = _choose_host()  # before the transaction: it may probe, and SQLite writers queue
     now = timezone.now()
     with transaction.atomic():
-        session = Session.objects.create(
+        yield Session.objects.create(
             owner=user,
             host=host,
             expires_at=now + timedelta(seconds=settings.PLAYGROUND_SESSION_LIFETIME),
             last_activity_at=now,
+            **fields,
         )
-        instance = _claim_pooled(session=session, image=image, hostname=hostname)
-        if instance is None:
-            instance = Instance.objects.create(session=session, number=1, hostname=hostname, image=image, host=host)
-            transaction.on_commit(lambda: _queue_provision(instance.id))
-        else:
-            transaction.on_commit(_queue_fill_pools)
-    log.info("session %s started for %s on %s", session.id, user, host)
-    audit.record("session.started", user=user, session=session.id, host=host, image=image)
-    return session
 
 
 def instance_cap(session: Session) -> int:
@@ -216,27 +229,17 @@ def start_template_session(*, user, template: str) -> Session:
             f"Template {template!r} needs {len(roles)} instances; sessions here may have "
             f"{settings.PLAYGROUND_MAX_INSTANCES}."
         )
-    check_session_cap(user)
-    host = _choose_host()
-    now = timezone.now()
-    with transaction.atomic():
-        session = Session.objects.create(
-            owner=user,
-            host=host,
-            expires_at=now + timedelta(seconds=settings.PLAYGROUND_SESSION_LIFETIME),
-            last_activity_at=now,
-            template=template,
-            setup={"state": "pending", "message": "starting the instances", "roles": roles},
-        )
+    setup = {"state": "pending", "message": "starting the instances", "roles": roles}
+    with _new_session(user=user, template=template, setup=setup) as session:
         made = [
-            Instance.objects.create(session=session, number=n, hostname=name, image=spec["image"], host=host)
+            Instance.objects.create(session=session, number=n, hostname=name, image=spec["image"], host=session.host)
             for n, name in enumerate(roles, start=1)
         ]
         for instance in made:
             transaction.on_commit(lambda iid=instance.id: _queue_provision(iid))
         transaction.on_commit(lambda: _queue_setup(session.id))
-    log.info("session %s started for %s on %s from template %s", session.id, user, host, template)
-    audit.record("session.started", user=user, session=session.id, host=host, template=template)
+    log.info("session %s started for %s on %s from template %s", session.id, user, session.host, template)
+    audit.record("session.started", user=user, session=session.id, host=session.host, template=template)
     return session
 
 
@@ -444,16 +447,32 @@ def provision_instance(*, instance_id: str) -> None:
 
 # -- hot-start pool ---------------------------------------------------------------------
 # Pooled instances are Instance rows without a session: running containers of
-# the default image, hostname node1, on no network. A new session claims one
-# with a conditional update (two requests never get the same one); a worker
-# then connects it to the session's network. The filler keeps the pool at
-# PLAYGROUND_POOL_SIZE per healthy host, within the host's capacity.
+# the pooled images, hostname node1, each on a network of its own. A new
+# session whose node1 is of a pooled image claims one with a conditional
+# update (two requests never get the same one) and takes its network as the
+# session's. The filler keeps pool_sizes() of each image per healthy host,
+# within the host's capacity. A pooled instance turns running only once it is
+# usable, so a claimed docker instance's inner engine already answers (the
+# driver waits for it while creating it).
 
 POOL_HOSTNAME = "node1"
 
 
+def pool_sizes() -> dict[str, int]:
+    """Ready instances wanted per image on each lab host (PLAYGROUND_POOL_IMAGES,
+    else PLAYGROUND_POOL_SIZE of the default image)."""
+    configured = settings.PLAYGROUND_POOL_IMAGES
+    if not configured:
+        return {settings.PLAYGROUND_DEFAULT_IMAGE: settings.PLAYGROUND_POOL_SIZE}
+    return {
+        image: settings.PLAYGROUND_POOL_SIZE if size is None else size
+        for image, size in configured.items()
+        if image in settings.PLAYGROUND_IMAGES
+    }
+
+
 def _claim_pooled(*, session: Session, image: str, hostname: str) -> Instance | None:
-    if hostname != POOL_HOSTNAME or image != settings.PLAYGROUND_DEFAULT_IMAGE:
+    if hostname != POOL_HOSTNAME:
         return None
     candidates = Instance.objects.filter(
         session__isnull=True, host=session.host, image=image, state=Instance.State.RUNNING
@@ -475,7 +494,7 @@ def _claim_pooled(*, session: Session, image: str, hostname: str) -> Instance | 
         else:  # made without a network (an older pool): a worker connects it
             Instance.objects.filter(id=candidate).update(state=Instance.State.PROVISIONING)
             transaction.on_commit(lambda: _queue_provision(candidate))
-        log.info("session %s claimed pooled instance %s", session.id, candidate)
+        log.info("session %s claimed pooled %s instance %s", session.id, image, candidate)
         return instance
     return None
 
@@ -487,10 +506,12 @@ def _queue_fill_pools() -> None:
 
 
 def fill_pools() -> dict[str, int]:
-    """Bring every healthy host's pool to its size; returns instances made per host.
+    """Bring every healthy host's pool to its sizes; returns instances made per host.
 
     One filler at a time per deployment (a cache lock); pooled rows that failed
-    are removed with their containers, a pool over its size is trimmed."""
+    are removed with their containers; pooled instances beyond an image's size,
+    or of an image no longer pooled, are trimmed. When the host's room is short
+    the images take turns, so each gets some."""
     lock = f"pool-lock:{settings.PLAYGROUND_DEPLOYMENT}"
     if not cache.add(lock, 1, timeout=300):
         return {}
@@ -499,7 +520,7 @@ def fill_pools() -> dict[str, int]:
         for dead in Instance.objects.filter(session__isnull=True).exclude(state__in=LIVE_INSTANCE_STATES):
             if _remove_pooled(dead):
                 dead.delete()
-        image = settings.PLAYGROUND_DEFAULT_IMAGE
+        sizes = pool_sizes()
         for host in hosts.lab_hosts():
             if not hosts.health_of(host).ok:
                 continue
@@ -507,21 +528,31 @@ def fill_pools() -> dict[str, int]:
                 Instance.objects.filter(session__isnull=True, host=host, state__in=LIVE_INSTANCE_STATES)
                 .order_by("-created_at")
             )
-            wanted = [i for i in pooled if i.image == image][: settings.PLAYGROUND_POOL_SIZE]
+            missing: dict[str, int] = {}
+            for image, size in sizes.items():
+                kept = [i for i in pooled if i.image == image][:size]
+                missing[image] = size - len(kept)
+                pooled = [i for i in pooled if i not in kept]
             for extra in pooled:
-                if extra not in wanted:
-                    _discard_pooled(extra)
+                _discard_pooled(extra)
             used = Instance.objects.filter(host=host, state__in=LIVE_INSTANCE_STATES).count()
             room = settings.PLAYGROUND_HOST_CAPACITY - used
-            missing = min(settings.PLAYGROUND_POOL_SIZE - len(wanted), room)
             made[host] = 0
-            for _ in range(max(missing, 0)):
-                row = Instance.objects.create(session=None, number=1, hostname=POOL_HOSTNAME, image=image, host=host)
-                provision_instance(instance_id=row.id)
-                row.refresh_from_db()
-                if row.state != Instance.State.RUNNING:
-                    break  # the host is struggling: try again on the next round
-                made[host] += 1
+            while room > 0 and any(n > 0 for n in missing.values()):
+                for image in [i for i, n in missing.items() if n > 0]:
+                    if room <= 0:
+                        break
+                    row = Instance.objects.create(
+                        session=None, number=1, hostname=POOL_HOSTNAME, image=image, host=host
+                    )
+                    provision_instance(instance_id=row.id)
+                    row.refresh_from_db()
+                    room -= 1
+                    if row.state != Instance.State.RUNNING:
+                        missing[image] = 0  # the host is struggling: try again on the next round
+                        continue
+                    missing[image] -= 1
+                    made[host] += 1
         return made
     finally:
         cache.delete(lock)

@@ -221,3 +221,71 @@ def test_nothing_can_be_pushed_to_the_mirror(node, tiny, mirror):
     assert "The push refers to repository" in output, output  # it got as far as pushing
     assert exit_code != 0, output
     assert "pushed-by-a-learner" not in requests.get(mirror + "/v2/_catalog", timeout=5).text
+
+
+# -- a service on a two-node swarm (the swarm-1m1w template) ---------------------------
+# No IPVS on these machines, so no virtual IP nor routing mesh: the service
+# resolves to its tasks' own addresses (dnsrr) and tasks talk task to task.
+SERVICE = (
+    "docker network create -d overlay --attachable svcnet >/dev/null && "
+    "docker service create --detach --quiet --name web --network svcnet --endpoint-mode dnsrr "
+    "--replicas 2 --replicas-max-per-node 1 --hostname '{{.Node.Hostname}}' --no-resolve-image busybox "
+    "sh -c 'mkdir -p /www && echo \"hello from $(hostname)\" > /www/index.html && exec httpd -f -p 80 -h /www'"
+)
+# The local task of the service `web` on a node, and its address on svcnet.
+LOCAL_TASK = "docker ps -q --filter label=com.docker.swarm.service.name=web --filter status=running"
+TASK_IP = LOCAL_TASK + " | xargs docker inspect -f '{{(index .NetworkSettings.Networks \"svcnet\").IPAddress}}'"
+
+
+class SwarmNode(Node):
+    def __init__(self, stack, client, session: dict, index: int) -> None:
+        super().__init__(stack, client, session)
+        self.id = session["instances"][index]["id"]
+        self.hostname = session["instances"][index]["hostname"]
+        self.url = f"{stack.url}/api/sessions/{session['id']}/instances/{self.id}"
+
+
+def test_a_service_on_a_two_node_swarm_runs_a_task_on_each_node_and_they_talk_over_the_overlay(
+    stack, alice, new_session
+):
+    session = new_session(alice, template="swarm-1m1w")
+    sid = session["id"]
+
+    def setup_over():
+        body = alice.get(f"{stack.url}/api/sessions/{sid}/", timeout=10).json()
+        return body["setup"] if body["setup"]["state"] in ("done", "failed") else None
+
+    setup = wait_for(setup_over, timeout=240, what="the swarm to be formed")
+    assert setup["state"] == "done", setup["message"]
+    manager, worker = (SwarmNode(stack, alice, session, i) for i in (0, 1))
+    assert (manager.hostname, worker.hostname) == ("manager1", "worker1")
+
+    nodes = manager.ok("docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}}'")
+    assert sorted(nodes.strip().splitlines()) == ["manager1 Ready Active", "worker1 Ready Active"], nodes
+
+    manager.ok(SERVICE, timeout=60)
+    # (Replicas reads "2/2 (max 1 per node)".)
+    manager.ok("for i in $(seq 600); do case \"$(docker service ls --filter name=web --format '{{.Replicas}}')\" in "
+               "'2/2 '*) exit 0;; esac; sleep 0.2; done; docker service ls; docker service ps --no-trunc web; exit 1",
+               timeout=180)
+    tasks = manager.ok("docker service ps web --filter desired-state=running --format '{{.Node}} {{.CurrentState}}'")
+    placed = sorted(line.split()[:2] for line in tasks.strip().splitlines())
+    assert placed == [["manager1", "Running"], ["worker1", "Running"]], tasks
+
+    # Each node runs its task; the name `web` resolves to both tasks' addresses.
+    ips = {node.hostname: node.ok(TASK_IP).strip() for node in (manager, worker)}
+    assert all(ips.values()) and ips["manager1"] != ips["worker1"], ips
+    for node, other in ((manager, worker), (worker, manager)):
+        def resolves_both(node=node):
+            output = node.sh(f"docker exec $({LOCAL_TASK}) nslookup web")[1]
+            return output if all(ip in output for ip in ips.values()) else None
+
+        wait_for(resolves_both, timeout=60, interval=0.5, what=f"`web` to resolve to both tasks on {node.hostname}")
+        # Task to task, node to node, over the overlay (VXLAN between the instances).
+        # (`timeout`, not wget's -T: Debian's busybox 1.35 wget crashes with -T.)
+        page = node.ok(
+            f"docker exec $({LOCAL_TASK}) sh -c 'for i in $(seq 40); do "
+            f"timeout 5 wget -qO- http://{ips[other.hostname]}/ && exit 0; sleep 0.5; done; exit 1'",
+            timeout=120,
+        )
+        assert page.strip() == f"hello from {other.hostname}"

@@ -83,3 +83,84 @@ def test_a_smaller_pool_is_trimmed_and_drain_leaves_nothing(settings):
     assert actions.drain_pools() == 1
     assert pooled() == []
     assert hosts.driver_for("fake://lab1").list_objects() == []
+
+
+def containers() -> list:
+    return [o for o in hosts.driver_for("fake://lab1").list_objects() if o.kind == "container"]
+
+
+def test_the_pool_holds_the_sizes_it_is_given_per_image(settings):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 1, "docker": 2}
+    hosts.probe("fake://lab1")
+    assert sum(actions.fill_pools().values()) == 3
+    assert sorted(i.image for i in pooled()) == ["docker", "docker", "shell"]
+    assert all(i.state == "running" and i.pool_network for i in pooled())
+    # A name alone takes PLAYGROUND_POOL_SIZE.
+    settings.PLAYGROUND_POOL_SIZE = 1
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": None, "docker": None}
+    assert actions.pool_sizes() == {"shell": 1, "docker": 1}
+
+
+def test_a_docker_session_claims_a_pooled_docker_instance_and_a_shell_one_a_shell_one(settings, alice, bob, start):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 1, "docker": 1}
+    hosts.probe("fake://lab1")
+    actions.fill_pools()
+    ready = {i.image: i.id for i in pooled()}
+    made_before = len(containers())
+
+    docker_session = start(user=alice, image="docker")
+    [node1] = docker_session.instances.all()
+    assert node1.id == ready["docker"] and node1.state == "running"
+    assert docker_session.state == Session.State.RUNNING
+    shell_session = start(user=bob)
+    assert shell_session.instances.get().id == ready["shell"]
+    # Each claim queued a refill, which made one of the image taken.
+    assert sorted(i.image for i in pooled()) == ["docker", "shell"]
+    assert len(containers()) == made_before + 2
+
+
+def test_no_pooled_instance_of_another_image_is_claimed(settings, alice, start):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 2}
+    hosts.probe("fake://lab1")
+    actions.fill_pools()
+    ready = {i.id for i in pooled()}
+    session = start(user=alice, image="docker")
+    [node1] = session.instances.all()
+    assert node1.id not in ready and node1.image == "docker"
+    assert {i.id for i in pooled()} == ready
+
+
+def test_pooled_instances_of_an_image_no_longer_pooled_are_trimmed(settings):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 1, "docker": 2}
+    hosts.probe("fake://lab1")
+    actions.fill_pools()
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 2}
+    actions.fill_pools()
+    assert [i.image for i in pooled()] == ["shell", "shell"]
+    assert {o.instance_id for o in containers()} == {i.id for i in pooled()}
+    assert actions.drain_pools() == 2
+    assert hosts.driver_for("fake://lab1").list_objects() == []
+
+
+def test_a_short_host_shares_its_room_between_the_pooled_images(settings):
+    settings.PLAYGROUND_HOST_CAPACITY = 3
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 3, "docker": 3}
+    hosts.probe("fake://lab1")
+    assert sum(actions.fill_pools().values()) == 3
+    assert sorted(i.image for i in pooled()) == ["docker", "shell", "shell"]
+
+
+def test_pool_images_are_read_strictly(monkeypatch):
+    from playground.settings import PLAYGROUND_IMAGES, env_pool_images
+
+    def read(raw: str):
+        monkeypatch.setenv("PLAYGROUND_POOL_IMAGES", raw)
+        return env_pool_images("PLAYGROUND_POOL_IMAGES", PLAYGROUND_IMAGES)
+
+    assert read("shell=2, docker=1") == {"shell": 2, "docker": 1}
+    assert read("docker") == {"docker": None}
+    assert read(" ") == {}
+    for wrong, message in (("vim=1", "unknown image 'vim'"), ("docker=x", "not image=count"),
+                           ("docker=-1", "fewer than 0")):
+        with pytest.raises(ValueError, match=message):
+            read(wrong)
