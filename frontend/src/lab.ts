@@ -4,7 +4,7 @@
 // port URLs, runs checks, and follows the set-up while it runs. Progress is
 // the server's (per learner), so a reload or a new session resumes it.
 
-import { api, describe, Instance, Session } from "./api";
+import { api, ApiError, describe, Instance, Session } from "./api";
 
 interface Step {
   number: number;
@@ -250,21 +250,27 @@ function fillPorts(root: HTMLElement): void {
 
 // -- checks ---------------------------------------------------------------------------------------
 
-async function check(quiet = false): Promise<void> {
+/** Check the step on view. `auto`: the player's own check (auto_check labs),
+ * quiet unless it passes; it says so to the server, which then does not count
+ * its failures as the learner's (nor flag them stuck in a class). */
+async function check(auto = false): Promise<void> {
   if (view < 1 || view > lab.steps.length || checking) return;
   const step = lab.steps[view - 1];
   checking = true;
   checkButton.disabled = true;
   checkButton.classList.add("busy");
   try {
-    const answer = await api<CheckResult>("POST", `/api/sessions/${encodeURIComponent(sid)}/check/`, { step: step.number });
+    const answer = await api<CheckResult>("POST", `/api/sessions/${encodeURIComponent(sid)}/check/`,
+      auto ? { step: step.number, auto: true } : { step: step.number });
     progress = answer.progress;
-    if (!quiet || answer.passed) {
+    if (!auto || answer.passed) {
       render();
       showResult(answer.passed, answer.output, answer.hint);
     }
   } catch (failure) {
-    if (!quiet) showResult(false, describe(failure), null);
+    if (!auto) showResult(false, describe(failure), null);
+    // Automatic checks share the learner's rate limit: leave room for the learner's own checks and commands.
+    else if (failure instanceof ApiError && failure.status === 429) autoPause = (failure.retryAfter ?? 10) * 1000;
   } finally {
     checking = false;
     checkButton.classList.remove("busy");
@@ -272,17 +278,24 @@ async function check(quiet = false): Promise<void> {
   }
 }
 
+const AUTO_CHECK_MS = 5000;
 let autoTimer: number | undefined;
+/** How long the next automatic check waits after a 429 (ms), else 0. */
+let autoPause = 0;
 
 function scheduleAutoCheck(): void {
   window.clearTimeout(autoTimer);
   if (!lab.auto_check) return;
+  const delay = Math.max(AUTO_CHECK_MS, autoPause);
+  autoPause = 0;
   autoTimer = window.setTimeout(async () => {
-    if (!document.hidden && view >= 1 && view <= lab.steps.length && !done(view) && !setupBusy) {
+    // A step without a check ("Done") is the learner's to finish.
+    if (!document.hidden && view >= 1 && view <= lab.steps.length && lab.steps[view - 1].has_check
+        && !done(view) && !setupBusy) {
       await check(true);
     }
     scheduleAutoCheck();
-  }, 5000);
+  }, delay);
 }
 
 // -- set-up -----------------------------------------------------------------------------------------

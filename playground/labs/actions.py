@@ -359,10 +359,12 @@ def _step_of(lab: Lab, number: int) -> Step:
     return step
 
 
-def run_on_step_instance(*, session: Session, step: Step, script: str) -> ExecResult:
+def run_on_step_instance(*, session: Session, step: Step, script: str, activity: bool = True) -> ExecResult:
     instance = _instance_named(session, step.instance)
     timeout = step.timeout or settings.PLAYGROUND_LAB_CHECK_TIMEOUT
-    return session_actions.exec_command(instance=instance, command=script_command(script), timeout=timeout)
+    return session_actions.exec_command(
+        instance=instance, command=script_command(script), timeout=timeout, activity=activity
+    )
 
 
 def run_solution(*, session: Session, number: int) -> ExecResult | None:
@@ -376,10 +378,21 @@ def run_solution(*, session: Session, number: int) -> ExecResult | None:
     return session_actions.exec_command(instance=instance, command=script_command(step.solution), timeout=timeout)
 
 
-def check_step(*, user, session: Session, number: int) -> CheckResult:
+def check_step(*, user, session: Session, number: int, auto: bool = False) -> CheckResult:
     """Run a step's check in the session and record the outcome in the
     learner's progress. Steps are done in order: a later step stays locked
-    until the ones before it passed."""
+    until the ones before it passed.
+
+    ``auto``: the player's automatic check (a lab with ``auto_check`` asks
+    every few seconds whether the step is done yet). It runs the same way,
+    and a pass is recorded as any pass is, but a failure records nothing: it
+    is not the learner trying and failing, so it must not count in
+    ``checks_failed`` nor in the failures in a row that flag a learner as
+    stuck on a class's dashboard (no progress change, so no dashboard event).
+    Nor is it the learner's activity (a page left open must not keep an idle
+    session alive), and a step without a check is never done automatically:
+    its "Done" is the learner's to press.
+    """
     if not session.is_live:
         raise SessionOver(f"This session is over ({session.state}).")
     run = lab_run_of(session=session)
@@ -392,11 +405,14 @@ def check_step(*, user, session: Session, number: int) -> CheckResult:
     if run.setup_state in (LabRun.Setup.PENDING, LabRun.Setup.RUNNING):
         raise NotReady("The lab is still being set up; check again in a moment.")
     if step.check_script:
-        result = run_on_step_instance(session=session, step=step, script=step.check_script)
+        result = run_on_step_instance(session=session, step=step, script=step.check_script, activity=not auto)
         passed, output = result.exit_code == 0, _shown(result.output)
+    elif auto:
+        passed, output = False, ""
     else:
         passed, output = True, ""
-    _record(user=user, lab=lab, number=number, passed=passed)
+    if passed or not auto:
+        _record(user=user, lab=lab, number=number, passed=passed)
     return CheckResult(
         passed=passed,
         output=output,

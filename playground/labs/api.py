@@ -73,8 +73,21 @@ LAB_SUMMARY_FIELDS = {
 }
 
 
+class JSONBooleanField(serializers.BooleanField):
+    """true or false only: DRF's BooleanField would also take "yes", 1 or "off"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class CheckSerializer(StrictSerializer):
     step = serializers.IntegerField(min_value=1)
+    auto = JSONBooleanField(
+        required=False, default=False,
+        help_text="The player's automatic check (auto_check labs): a failure is not recorded in the progress.",
+    )
 
 
 # -- views -------------------------------------------------------------------------------------
@@ -136,9 +149,10 @@ def session_lab(request: Request, sid: str) -> Response:
 @api_view(["POST"])
 def session_check(request: Request, sid: str) -> Response:
     session = session_actions.session_of(user=request.user, session_id=sid)
-    _throttle(ExecThrottle, request)  # a check is a command run on a lab host, like exec
+    # A check is a command run on a lab host, like exec: automatic ones too.
+    _throttle(ExecThrottle, request)
     body = _body(CheckSerializer, request)
-    result = actions.check_step(user=request.user, session=session, number=body["step"])
+    result = actions.check_step(user=request.user, session=session, number=body["step"], auto=body["auto"])
     return Response({
         "passed": result.passed,
         "output": result.output,

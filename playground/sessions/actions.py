@@ -865,10 +865,14 @@ def _driver_call(instance: Instance, call):
         raise NotReady(f"{instance.hostname} is gone from its lab host.") from None
 
 
-def exec_command(*, instance: Instance, command: str, timeout: float) -> ExecResult:
+def exec_command(*, instance: Instance, command: str, timeout: float, activity: bool = True) -> ExecResult:
+    """Run ``command`` in the instance. ``activity=False`` for what the
+    playground runs on its own (a lab player's automatic checks): it must not
+    keep a session the learner walked away from alive."""
     deadline = time.monotonic() + timeout
     instance = _wait_running(instance, deadline=deadline)
-    note_activity(session_id=instance.session_id)
+    if activity:
+        note_activity(session_id=instance.session_id)
     remaining = max(0.1, deadline - time.monotonic())
     return _driver_call(instance, lambda d, s: d.exec(s, command, timeout=remaining))
 

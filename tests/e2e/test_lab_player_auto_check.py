@@ -1,6 +1,8 @@
 """A lab with `auto_check: true`: the player checks the current step every few
 seconds, quietly while it fails, and marks it passed (the next step unlocked)
-as soon as the learner's work in the terminal is done, with no press on Check."""
+as soon as the learner's work in the terminal is done, with no press on Check.
+Its checks say they are automatic, so their failures are not counted as the
+learner's (checks_failed, the stuck flag of a class)."""
 from __future__ import annotations
 
 import re
@@ -47,6 +49,8 @@ def test_a_step_passes_by_itself_once_the_work_is_done_in_the_terminal(page, che
     with page.expect_response(is_check, timeout=READY * 1000) as first:
         pass
     assert first.value.json()["passed"] is False
+    assert first.value.request.post_data_json == {"step": 1, "auto": True}
+    assert first.value.json()["progress"]["checks_failed"] == 0
     assert result.is_hidden()
     assert next_button.is_disabled()
 
@@ -59,7 +63,10 @@ def test_a_step_passes_by_itself_once_the_work_is_done_in_the_terminal(page, che
     assert "Found the note." in result.inner_text()
     assert next_button.is_enabled()
     assert "done" in page.locator("#lab-counter").text_content()
+    progress = page.request.get(f"/api/labs/{checked_lab}/").json()["progress"]
+    assert progress["completed"] == [1]
+    # At least one automatic check failed (above); none of them was counted.
+    assert (progress["checks_passed"], progress["checks_failed"]) == (1, 0)
 
     next_button.click()
     page.locator("#lab-title").filter(has_text="2. Look around").wait_for()
-    assert page.request.get(f"/api/labs/{checked_lab}/").json()["progress"]["completed"] == [1]
