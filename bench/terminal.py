@@ -11,7 +11,9 @@ label of its own) against the project's engine and Redis, unless --url and
 
 then the same with --sessions sessions open at once (each with a connected
 terminal printing a line a second, driven from another process), and the same
-figures on a raw attach to the engine with no web tier (the floor). Prints
+figures with no web tier (the floors): a raw connection to the instance's
+terminal relay (what the web tier reads), and the relay reached through the
+engine (``docker exec``, the path the engine's own streams take). Prints
 numbers, asserts nothing.
 
     .venv/bin/python bench/terminal.py [--keystrokes 300] [--megabytes 50] [--sessions 50]
@@ -157,18 +159,25 @@ async def web_throughput(term, size: int) -> tuple[int, float]:
         tail = chunk[-len(END):]
 
 
-# -- the floor: a raw attachment, no web tier ---------------------------------------------
+# -- the floors: no web tier --------------------------------------------------------------
 
 class RawTerminal:
-    def __init__(self, deployment: str, iid: str) -> None:
+    """``relay``: the driver's own stream (a TCP connection to the instance's
+    relay); ``engine``: the same relay through the engine (an exec stream)."""
+
+    def __init__(self, deployment: str, iid: str, path: str = "relay") -> None:
         from sandboxes.docker import DockerDriver
 
         self.driver = DockerDriver(url=ENGINE, deployment=deployment)
         name = self.driver.container_name(iid)
-        self.state = {"id": self.driver.api.inspect_container(name)["Id"], "name": name}
+        self.state = self.driver._instance_state(self.driver.api.inspect_container(name), None, "node1")
+        self.path = path
 
     async def __aenter__(self) -> RawTerminal:
-        self.stream = self.driver.attach(self.state)
+        if self.path == "engine" and self.state.get("relay"):
+            self.stream = self.driver._attach_relay_exec(self.state, "L")
+        else:
+            self.stream = self.driver.attach(self.state)
         self.stream.setblocking(False)
         self.loop = asyncio.get_running_loop()
         self.ready = asyncio.Event()
@@ -264,7 +273,9 @@ async def run(api: Api, deployment: str, args) -> None:
         async with WebTerminal(api, iid) as term:
             await measure(term, args, "web tier (Daphne)")
         async with RawTerminal(deployment, iid) as raw:
-            await measure(raw, args, "raw engine attach (floor)")
+            await measure(raw, args, "raw relay connection (floor)")
+        async with RawTerminal(deployment, iid, "engine") as raw:
+            await measure(raw, args, "relay through the engine (exec)")
 
         print(f"with {args.sessions} sessions open, each terminal connected and printing a line a second:")
         for _ in range(args.sessions - 1):
@@ -279,7 +290,7 @@ async def run(api: Api, deployment: str, args) -> None:
             async with WebTerminal(api, iid) as term:
                 await measure(term, args, f"web tier, {args.sessions} sessions")
             async with RawTerminal(deployment, iid) as raw:
-                await measure(raw, args, f"raw engine attach, {args.sessions} sessions")
+                await measure(raw, args, f"raw relay, {args.sessions} sessions")
         finally:
             stop.set()
             load.join(timeout=60)

@@ -29,6 +29,7 @@ BASE_PACKAGES=(
     uidmap                # subordinate id tools for --userns-remap
     iptables              # isolation between session networks
     tini                  # docker --init (PID 1 of every instance)
+    gcc libc6-dev         # build the sandbox images' terminal relay (static)
     ca-certificates
     make
 )

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 1024 * 1024
 """Output a connection may have unacknowledged (API.md)."""
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 """The most read from the TTY at once, and so the largest live chunk."""
 READ_BUDGET = 256 * 1024
 """The most read in one turn of the event loop, so one terminal cannot starve the rest."""

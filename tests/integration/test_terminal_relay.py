@@ -1,0 +1,185 @@
+"""The terminal relay (sandboxes/images/shell/relay/) against the real engine.
+
+The shell image's main process is ``playground-relay``: it owns the shell's
+terminal and serves it on the instance's address to whoever knows the key the
+driver put in the container's environment. These tests go around the driver
+where they must (a raw TCP connection, a wrong key) and through it otherwise.
+Every object carries a deployment label of this module's own and is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import socket
+import time
+
+import pytest
+
+from sandboxes.base import InstanceSpec
+from sandboxes.docker import LABEL_RELAY, DockerDriver, _relay_of
+
+ENGINE = os.environ.get("PLAYGROUND_TEST_ENGINE", "unix:///run/playground/docker.sock")
+IMAGE = os.environ.get("PLAYGROUND_TEST_IMAGE", "playground-shell:latest")
+DEPLOYMENT = f"test-relay-{secrets.token_hex(4)}"
+
+
+def read_until(stream, wanted: bytes, *, timeout: float = 20) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            raise AssertionError(f"{wanted!r} did not come within {timeout} s; last output: {seen[-400:]!r}")
+        chunk = stream.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the terminal closed before {wanted!r}; last output: {seen[-400:]!r}")
+        seen += chunk
+    return seen
+
+
+@pytest.fixture(scope="module")
+def driver():
+    made = DockerDriver(url=ENGINE, deployment=DEPLOYMENT)
+    made.ping()
+    yield made
+    for kind in ("container", "volume", "network"):  # instances before their networks
+        for obj in made.list_objects():
+            if obj.kind == kind:
+                made.remove_object(obj)
+    assert not made.list_objects(), "objects of the relay tests were left on the engine"
+
+
+@pytest.fixture(scope="module")
+def node(driver):
+    network = driver.create_network("relay")
+    created = driver.create_instance(InstanceSpec(f"r{secrets.token_hex(4)}", IMAGE, "node1", network))
+    return created
+
+
+def test_the_image_declares_a_relay_and_the_state_records_its_port(driver, node):
+    info = driver.api.inspect_container(node.state["id"])
+    assert info["Config"]["Labels"][LABEL_RELAY] == str(node.state["relay"])
+    port, token = _relay_of(info)
+    assert port == node.state["relay"] and len(token) >= 24
+
+
+def test_attach_reads_the_relay_on_the_instance_address(driver, node):
+    terminal = driver.attach(node.state)
+    try:
+        # A plain socket to the instance's address, not an engine stream.
+        assert isinstance(terminal, socket.socket)
+        assert terminal.getpeername() == (node.ip, node.state["relay"])
+        terminal.sendall(b"echo relay-$((6*7))\n")
+        read_until(terminal, b"relay-42")
+    finally:
+        terminal.close()
+
+
+def closed_without_output(sock: socket.socket) -> bool:
+    """True if the peer closed (or reset) the connection without sending a byte."""
+    sock.settimeout(10)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:  # closed with our unread bytes still queued
+        return True
+
+
+def test_a_wrong_key_is_turned_away_without_a_byte(node):
+    with socket.create_connection((node.ip, node.state["relay"]), timeout=10) as sock:
+        sock.sendall(b"not-the-key L\necho leaked-$((2*21))\n")
+        assert closed_without_output(sock)  # no output, no input taken
+    with socket.create_connection((node.ip, node.state["relay"]), timeout=10) as sock:
+        sock.sendall(b"\n" * 300)  # no key at all, and more than any hello
+        assert closed_without_output(sock)
+
+
+def test_the_shell_never_sees_the_key(driver, node):
+    terminal = driver.attach(node.state)
+    try:
+        terminal.sendall(
+            b"echo key=[$PLAYGROUND_RELAY_TOKEN]; "
+            b"tr '\\0' '\\n' </proc/$(pgrep -o playground-rela)/environ | grep -c RELAY_TOKEN=xxxx; echo done-$((1+1))\n"
+        )
+        seen = read_until(terminal, b"done-2")
+    finally:
+        terminal.close()
+    assert b"key=[]" in seen
+    # The relay's own /proc/PID/environ shows the key blanked out.
+    assert b"\r\n1\r\n" in seen
+
+
+def test_the_relay_port_is_not_listed_as_a_learner_port(driver, node):
+    ports = driver.listening_ports(node.state)
+    assert node.state["relay"] not in ports
+
+
+def test_recent_output_comes_from_the_relay(driver, node):
+    marker = f"kept-{secrets.token_hex(4)}".encode()
+    terminal = driver.attach(node.state)
+    try:
+        terminal.sendall(b"echo " + marker + b"\n")
+        read_until(terminal, marker + b"\r\n")
+    finally:
+        terminal.close()
+    deadline = time.monotonic() + 20
+    while marker not in driver.recent_output(node.state, max_bytes=64 * 1024):
+        assert time.monotonic() < deadline, "the relay did not give back the recent output"
+        time.sleep(0.2)
+    assert len(driver.recent_output(node.state, max_bytes=10)) <= 10
+
+
+def test_a_resize_through_the_engine_reaches_the_shell(driver, node):
+    terminal = driver.attach(node.state)
+    try:
+        driver.resize(node.state, cols=97, rows=31)
+        deadline = time.monotonic() + 20
+        while True:
+            terminal.sendall(b"stty size\n")
+            try:
+                read_until(terminal, b"31 97", timeout=2)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "stty size never showed the new size"
+    finally:
+        terminal.close()
+
+
+def test_without_a_reachable_address_the_relay_is_reached_through_the_engine(driver):
+    # No network: the web tier cannot reach the instance, the engine can.
+    created = driver.create_instance(InstanceSpec(f"r{secrets.token_hex(4)}", IMAGE, "node1", None))
+    try:
+        terminal = driver.attach(created.state)
+        try:
+            assert not isinstance(terminal, socket.socket)
+            terminal.sendall(b"echo through-exec-$((3*3))\n")
+            read_until(terminal, b"through-exec-9")
+        finally:
+            terminal.close()
+    finally:
+        driver.remove_instance(created.state)
+
+
+def test_the_instance_ends_when_its_shell_loop_ends(driver):
+    network = driver.create_network("relay-end")
+    created = driver.create_instance(InstanceSpec(f"r{secrets.token_hex(4)}", IMAGE, "node1", network))
+    try:
+        terminal = driver.attach(created.state)
+        try:
+            # Kill the shell loop (the relay's child): the relay passes on what
+            # was left, closes the connection and ends, and so does the instance.
+            terminal.sendall(b"kill -9 $(pgrep -o playground-shel)\n")
+            deadline = time.monotonic() + 20
+            terminal.settimeout(20)
+            while terminal.recv(65536):
+                assert time.monotonic() < deadline, "the relay kept the connection open"
+        finally:
+            terminal.close()
+        deadline = time.monotonic() + 20
+        while driver.inspect(created.state).state == "running":
+            assert time.monotonic() < deadline, "the instance kept running without its shell"
+            time.sleep(0.2)
+    finally:
+        driver.remove_instance(created.state)
+        driver.remove_network(network)
