@@ -204,7 +204,8 @@ class RawTerminal:
                 self.ready.clear()
                 continue
             if not data:
-                raise EOFError("the attachment closed")
+                status = self.driver.inspect(self.state)
+                raise EOFError(f"the {type(self.stream).__name__} stream closed; the instance: {status}")
             return data
 
     async def quiet(self, seconds: float = 0.5) -> None:

@@ -716,9 +716,38 @@ class DockerDriver(Driver):
         # One exec: the kernel's socket tables of the instance's network
         # namespace (nested containers' published ports included, as
         # docker-proxy listens there). ``ss`` or ``netstat`` may be missing.
-        result = self.exec(state, "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", timeout=self.ports_timeout)
-        ports = parse_listening(result.output.decode("ascii", "replace"))
+        tables = self._relay_socket_tables(state) if state.get("relay") else None
+        if tables is None:
+            tables = self.exec(state, "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", timeout=self.ports_timeout).output
+        ports = parse_listening(tables.decode("ascii", "replace"))
         return [port for port in ports if port != state.get("relay")]
+
+    def _relay_socket_tables(self, state: dict) -> bytes | None:
+        """The socket tables as the instance's relay reads them (its mode
+        ``P``): a TCP connection, where an exec costs the engine a runtime
+        call per instance per scan. None when the relay cannot be reached on
+        the instance's address (the caller execs instead)."""
+        with self._engine_errors(f"ports of instance {state.get('name')}"):
+            info = self.api.inspect_container(state["id"])
+        relay = _relay_of(info)
+        if relay is None or not info["State"].get("Running"):
+            return None
+        port, token = relay
+        deadline = time.monotonic() + self.ports_timeout
+        for address in _addresses(info, state):
+            try:
+                with socket.create_connection((address, port), timeout=self.relay_timeout) as sock:
+                    sock.sendall(f"{token} P\n".encode())
+                    data = bytearray()
+                    while (left := deadline - time.monotonic()) > 0:
+                        sock.settimeout(left)
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            return bytes(data)
+                        data += chunk
+            except OSError:
+                continue
+        return None
 
     # -- stats ------------------------------------------------------------------
     def stats(self, state: dict) -> InstanceStats:

@@ -19,7 +19,6 @@ import contextvars
 import logging
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -29,8 +28,8 @@ from django.core.cache import cache
 
 from playground.errors import Invalid, NotFoundError, NotReady, SessionOver
 from playground.sessions import hosts
-from playground.sessions.actions import note_activity
-from playground.sessions.models import Instance, Session
+from playground.sessions.actions import ask_running_instances, note_activity
+from playground.sessions.models import Instance
 from sandboxes.base import DriverError
 
 log = logging.getLogger(__name__)
@@ -189,25 +188,11 @@ def scan_ports() -> dict[str, list[int]]:
     listens on; keep the answers in the cache. Returns them by instance id.
 
     One scan at a time per deployment; instances are asked in parallel."""
-    lock = f"ports-scan-lock:{settings.PLAYGROUND_DEPLOYMENT}"
-    if not cache.add(lock, 1, timeout=60):
-        return {}
-    try:
-        rows = list(
-            Instance.objects.filter(
-                state=Instance.State.RUNNING, session__state__in=Session.LIVE_STATES
-            ).values_list("id", "host", "driver_state")
-        )
-        if not rows:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(SCAN_THREADS, len(rows)), thread_name_prefix="ports") as pool:
-            answers = list(pool.map(lambda row: (row[0], _scan_one(row[1], row[2])), rows))
-        found = {iid: ports for iid, ports in answers if ports is not None}
+    found = ask_running_instances(task="ports-scan", ask=_scan_one, threads=SCAN_THREADS)
+    if found:
         ttl = max(30, int(settings.PLAYGROUND_PORTS_SECONDS * 10))
         cache.set_many({_cache_key(iid): ports for iid, ports in found.items()}, timeout=ttl)
-        return found
-    finally:
-        cache.delete(lock)
+    return found
 
 
 def _scan_one(host: str, state: dict | None) -> list[int] | None:

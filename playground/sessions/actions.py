@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -37,6 +39,7 @@ from . import hosts
 from .models import Instance, Session
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIVE_INSTANCE_STATES = (Instance.State.PROVISIONING, Instance.State.RUNNING)
 # Transient lab-host errors while provisioning are retried after these pauses.
@@ -835,6 +838,31 @@ def note_activity(*, session_id: str) -> None:
     flush_key = f"activity-flushed:{session_id}"
     if cache.add(flush_key, 1, timeout=max(1, int(settings.PLAYGROUND_ACTIVITY_FLUSH_SECONDS))):
         Session.objects.filter(id=session_id, state__in=Session.LIVE_STATES).update(last_activity_at=timezone.now())
+
+
+# -- asking every running instance (ports, stats) ----------------------------------------------
+
+def ask_running_instances(*, task: str, ask: Callable[[str, dict], T | None], threads: int = 8) -> dict[str, T]:
+    """``ask(host, driver_state)`` for every running instance of a live
+    session, ``threads`` at a time; the answers that are not None, by
+    instance id. One round of ``task`` at a time per deployment (a cache
+    lock): a round that finds the previous one still going returns {}."""
+    lock = f"{task}-lock:{settings.PLAYGROUND_DEPLOYMENT}"
+    if not cache.add(lock, 1, timeout=60):
+        return {}
+    try:
+        rows = list(
+            Instance.objects.filter(
+                state=Instance.State.RUNNING, session__state__in=Session.LIVE_STATES
+            ).values_list("id", "host", "driver_state")
+        )
+        if not rows:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(threads, len(rows)), thread_name_prefix=task) as pool:
+            answers = list(pool.map(lambda row: (row[0], ask(row[1], row[2])), rows))
+        return {iid: answer for iid, answer in answers if answer is not None}
+    finally:
+        cache.delete(lock)
 
 
 # -- working in an instance ------------------------------------------------------------------

@@ -12,13 +12,13 @@ extension of API.md).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.cache import cache
 
 from playground.sessions import hosts
-from playground.sessions.models import Instance, Session
+from playground.sessions.actions import ask_running_instances
+from playground.sessions.models import Instance
 from sandboxes.base import DriverError, InstanceStats
 
 log = logging.getLogger(__name__)
@@ -69,32 +69,15 @@ def sample_stats() -> dict[str, dict]:
     answers in the cache. Returns the stats shown, by instance id.
 
     One sampling at a time per deployment; instances are asked in parallel."""
-    lock = f"stats-sample-lock:{settings.PLAYGROUND_DEPLOYMENT}"
-    if not cache.add(lock, 1, timeout=60):
+    samples = ask_running_instances(task="stats-sample", ask=_sample_one, threads=SAMPLE_THREADS)
+    if not samples:
         return {}
-    try:
-        rows = list(
-            Instance.objects.filter(
-                state=Instance.State.RUNNING, session__state__in=Session.LIVE_STATES
-            ).values_list("id", "host", "driver_state")
-        )
-        if not rows:
-            return {}
-        threads = min(SAMPLE_THREADS, len(rows))
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stats") as pool:
-            answers = list(pool.map(lambda row: (row[0], _sample_one(row[1], row[2])), rows))
-        samples = {iid: sample for iid, sample in answers if sample is not None}
-        if not samples:
-            return {}
-        before = cache.get_many([_sample_key(iid) for iid in samples])
-        found = {iid: shown(before.get(_sample_key(iid)), sample)
-                 for iid, sample in samples.items()}
-        ttl = max(30, int(settings.PLAYGROUND_STATS_SECONDS * 10))
-        cache.set_many({_sample_key(iid): sample for iid, sample in samples.items()}, timeout=ttl)
-        cache.set_many({_shown_key(iid): stats for iid, stats in found.items()}, timeout=ttl)
-        return found
-    finally:
-        cache.delete(lock)
+    before = cache.get_many([_sample_key(iid) for iid in samples])
+    found = {iid: shown(before.get(_sample_key(iid)), sample) for iid, sample in samples.items()}
+    ttl = max(30, int(settings.PLAYGROUND_STATS_SECONDS * 10))
+    cache.set_many({_sample_key(iid): sample for iid, sample in samples.items()}, timeout=ttl)
+    cache.set_many({_shown_key(iid): stats for iid, stats in found.items()}, timeout=ttl)
+    return found
 
 
 def _sample_one(host: str, state: dict | None) -> InstanceStats | None:

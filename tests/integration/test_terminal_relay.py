@@ -183,3 +183,19 @@ def test_the_instance_ends_when_its_shell_loop_ends(driver):
     finally:
         driver.remove_instance(created.state)
         driver.remove_network(network)
+
+
+def test_the_ports_scan_asks_the_relay_not_the_engine(driver, node, monkeypatch):
+    terminal = driver.attach(node.state)
+    try:
+        terminal.sendall(b"python3 -m http.server 8123 --bind 0.0.0.0 >/dev/null 2>&1 &\n")
+        deadline = time.monotonic() + 20
+        # No exec may be made: the socket tables come from the relay.
+        monkeypatch.setattr(driver, "exec", lambda *a, **k: pytest.fail("the scan exec'd in the instance"))
+        while 8123 not in driver.listening_ports(node.state):
+            assert time.monotonic() < deadline, "the relay never showed the new listening port"
+            time.sleep(0.3)
+        assert node.state["relay"] not in driver.listening_ports(node.state)
+    finally:
+        terminal.sendall(b"kill %1\n")
+        terminal.close()

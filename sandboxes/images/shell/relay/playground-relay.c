@@ -22,8 +22,10 @@
  *   sends one line, "<token> <mode>\n", and then raw input bytes; it
  *   receives raw output. Modes: L live output; R the recent output kept
  *   (PLAYGROUND_RELAY_KEEP bytes, default 256 KiB), then live; O the recent
- *   output, then the relay closes the connection. A wrong token is closed at
- *   once. The token is scrubbed from the environment COMMAND inherits and
+ *   output, then the relay closes the connection; P the instance's socket
+ *   tables (/proc/net/tcp and tcp6 of its network namespace, for the ports
+ *   the learner's programs listen on), then it closes: no exec through the
+ *   engine every few seconds per instance. A wrong token is closed at once. The token is scrubbed from the environment COMMAND inherits and
  *   from this process's /proc/PID/environ.
  * - Size: the web tier resizes the container's TTY through the engine; that
  *   TTY is this process's stdin, so SIGWINCH arrives here and the size is
@@ -174,6 +176,19 @@ static int give(struct client *c, const char *data, size_t len) {
     return len ? append(&c->pending, data, len) : 0;
 }
 
+/* A whole (small, /proc) file to a client; a missing one gives nothing. */
+static int give_file(struct client *c, const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char data[CHUNK];
+    ssize_t n;
+    int result = 0;
+    while ((n = read(fd, data, sizeof data)) > 0)
+        if ((result = give(c, data, (size_t)n)) < 0) break;
+    close(fd);
+    return result;
+}
+
 static int tokens_match(const char *given, size_t len) {
     size_t want = strlen(token);
     unsigned char diff = (unsigned char)(len != want);
@@ -187,20 +202,22 @@ static int accept_hello(struct client *c, size_t line_len) {
     if (!space || space + 3 != c->hello + line_len) return -1; /* "<token> <mode>\n" */
     if (!tokens_match(c->hello, (size_t)(space - c->hello))) return -1;
     char mode = space[1];
-    if (mode != 'L' && mode != 'R' && mode != 'O') return -1;
+    if (mode != 'L' && mode != 'R' && mode != 'O' && mode != 'P') return -1;
     c->live = 1;
-    if (mode != 'L' && ring_len) {
+    if (mode == 'P') {
+        if (give_file(c, "/proc/net/tcp") < 0 || give_file(c, "/proc/net/tcp6") < 0) return -1;
+    } else if (mode != 'L' && ring_len) {
         size_t start = (ring_head + ring_cap - ring_len) % ring_cap;
         size_t first = ring_cap - start < ring_len ? ring_cap - start : ring_len;
         if (give(c, ring + start, first) < 0 || give(c, ring, ring_len - first) < 0) return -1;
     }
-    if (mode == 'O') {
+    if (mode == 'O' || mode == 'P') {
         c->closing = 1;
         shutdown(c->fd, SHUT_RD);
     }
     /* Input that came right behind the hello line. */
     size_t rest = c->hello_len - line_len;
-    if (rest && mode != 'O' && append(&input, c->hello + line_len, rest) < 0) return -1;
+    if (rest && !c->closing && append(&input, c->hello + line_len, rest) < 0) return -1;
     c->hello_len = 0;
     return 0;
 }
