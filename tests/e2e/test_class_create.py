@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.e2e.conftest import END_EVERY_SESSION, VIEWPORT, _labelled
+from tests.e2e.conftest import VIEWPORT, running_stack
 from tests.e2e.screens import READY, SessionPage
-from tests.stack import ROOT, Stack, wait_for
+from tests.stack import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
@@ -27,24 +27,7 @@ user.save()
 def own_stack(tmp_path_factory, engine, bundle_built):
     """A stack of this file's own (Redis database 50), so that it runs beside
     the other end-to-end files without taking their Celery tasks."""
-    running = Stack(tmp_path_factory.mktemp("class-create-stack"), redis_db=50)
-    try:
-        running.start()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    try:
-        running.manage("shell", "-c", END_EVERY_SESSION)
-        wait_for(lambda: not any(_labelled(engine, running.deployment)), timeout=60,
-                 what="no labelled container or network to remain after every session ended")
-    finally:
-        running.stop()
-        containers, networks = _labelled(engine, running.deployment)
-        for container in containers:
-            engine.remove_container(container["Id"], force=True, v=True)
-        for network in networks:
-            engine.remove_network(network["Id"])
+    yield from running_stack(engine, tmp_path_factory.mktemp("class-create-stack"), redis_db=50)
 
 
 def test_an_instructor_creates_a_class_with_the_form_and_a_learner_joins_with_its_code(own_stack, browser):
