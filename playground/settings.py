@@ -358,8 +358,41 @@ PLAYGROUND_INSTANCE_CAPABILITIES = [
 # instances over the limit (failed, with the reason shown).
 PLAYGROUND_INSTANCE_DISK_MB = env_int("PLAYGROUND_INSTANCE_DISK_MB", 2048, minimum=1)
 PLAYGROUND_DISK_CHECK_SECONDS = env_float("PLAYGROUND_DISK_CHECK_SECONDS", 30.0, minimum=0.5)
-# Whether instances may reach beyond their session network.
-PLAYGROUND_EGRESS = env_bool("PLAYGROUND_EGRESS", False)
+# Where instances may send traffic (docs/security.md, "Egress"): "none" (not
+# even to each other), "session" (to their session's instances only) or
+# "internet" (beyond, through the lab host's NAT). The install's default;
+# PLAYGROUND_IMAGE_EGRESS sets it per image ("docker=internet,shell=none") and
+# a lab's lab.yaml (environment.egress) per lab, the lab first. The booleans
+# of earlier versions still work: false is "session", true "internet".
+EGRESS_POLICIES = ("none", "session", "internet")
+
+
+def env_egress(name: str, default: str) -> str:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in EGRESS_POLICIES:
+        return raw
+    if raw in {"0", "false", "no", "off"}:
+        return "session"
+    if raw in {"1", "true", "yes", "on"}:
+        return "internet"
+    raise ValueError(f"{name}={raw!r}: use one of {', '.join(EGRESS_POLICIES)}")
+
+
+def env_image_egress(name: str, images: dict) -> None:
+    """``image=policy`` pairs, written into each image's "egress"."""
+    for item in env_list(name, []):
+        image, _, policy = (part.strip() for part in item.partition("="))
+        if image not in images:
+            raise ValueError(f"{name}: unknown image {image!r} (images: {', '.join(sorted(images))})")
+        if policy not in EGRESS_POLICIES:
+            raise ValueError(f"{name}: {item!r} is not image=policy ({', '.join(EGRESS_POLICIES)})")
+        images[image]["egress"] = policy
+
+
+PLAYGROUND_EGRESS = env_egress("PLAYGROUND_EGRESS", "session")
+env_image_egress("PLAYGROUND_IMAGE_EGRESS", PLAYGROUND_IMAGES)
 
 PLAYGROUND_MAX_FILE_BYTES = env_int("PLAYGROUND_MAX_FILE_BYTES", 64 * 1024 * 1024, minimum=1024)
 PLAYGROUND_EXEC_MAX_TIMEOUT = env_int("PLAYGROUND_EXEC_MAX_TIMEOUT", 600, minimum=1)

@@ -233,11 +233,13 @@ class Driver:
         raise NotImplementedError
 
     # -- networks -----------------------------------------------------------
-    def create_network(self, key: str, *, egress: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
         """Create (or find) the private network named by ``key``; return its state.
 
         Idempotent: a second call with the same key returns the same network.
-        With ``egress=False`` instances on it reach each other only.
+        With ``egress=False`` instances on it reach each other only;
+        ``isolated=True`` (without egress) not even each other. The lab host
+        itself reaches them either way (terminals, ports).
         """
         raise NotImplementedError
 

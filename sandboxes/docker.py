@@ -105,6 +105,7 @@ _MODE_SYMLINK = 1 << 27
 _MODE_TYPE = _MODE_DIR | _MODE_SYMLINK | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19
 
 _STDOUT = 1
+_ICC_OPTION = "com.docker.network.bridge.enable_icc"
 # The terminal relay (sandboxes/images/shell/relay/): the image label naming
 # its port, the environment variable carrying its key, where it is installed.
 LABEL_RELAY = "playground.relay"
@@ -197,9 +198,14 @@ class DockerDriver(Driver):
             self.api._raise_for_status(response)
 
     # -- networks ---------------------------------------------------------------
-    def create_network(self, key: str, *, egress: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
+        if egress and isolated:
+            raise DriverError("a network cannot both have egress and be isolated", permanent=True)
         name = self.network_name(key)
         labels = {LABEL_DEPLOYMENT: self.deployment, LABEL_KIND: "network", LABEL_NETWORK: key}
+        options = {"com.docker.network.bridge.name": self._bridge_name(name)}
+        if isolated:  # no traffic between the bridge's containers
+            options[_ICC_OPTION] = "false"
         with self._engine_errors(f"create network {name}"):
             try:
                 created = self.api.create_network(
@@ -209,13 +215,13 @@ class DockerDriver(Driver):
                     attachable=True,
                     check_duplicate=True,
                     labels=labels,
-                    options={"com.docker.network.bridge.name": self._bridge_name(name)},
+                    options=options,
                 )
                 network_id = created["Id"]
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:
                     raise
-                network_id = self._adopt_network(name, labels, egress=egress)
+                network_id = self._adopt_network(name, labels, egress=egress, isolated=isolated)
         return {"id": network_id, "name": name, "key": key}
 
     def _bridge_name(self, network_name: str) -> str:
@@ -224,13 +230,14 @@ class DockerDriver(Driver):
         sandbox bridge by name (``-i pgbr+``), spoofed source addresses too."""
         return self.bridge_prefix + hashlib.sha256(network_name.encode()).hexdigest()[:11]
 
-    def _adopt_network(self, name: str, labels: dict[str, str], *, egress: bool) -> str:
+    def _adopt_network(self, name: str, labels: dict[str, str], *, egress: bool, isolated: bool) -> str:
         """The id of the existing network ``name`` if it is ours and alike."""
         info = self.api.inspect_network(name)
         theirs = info.get("Labels") or {}
         if any(theirs.get(k) != v for k, v in labels.items()):
             raise DriverError(f"network {name} exists but is not this deployment's", permanent=True)
-        if bool(info.get("Internal")) == egress:
+        theirs_isolated = (info.get("Options") or {}).get(_ICC_OPTION) == "false"
+        if bool(info.get("Internal")) == egress or theirs_isolated != isolated:
             raise DriverError(f"network {name} exists with another egress policy", permanent=True)
         return info["Id"]
 

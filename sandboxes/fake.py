@@ -54,6 +54,7 @@ class _Network:
     key: str
     index: int
     egress: bool
+    isolated: bool
     labels: dict[str, str]
 
 
@@ -186,7 +187,9 @@ class FakeDriver(Driver):
         return None
 
     # -- networks ---------------------------------------------------------------
-    def create_network(self, key: str, *, egress: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
+        if egress and isolated:
+            raise DriverError("a network cannot both have egress and be isolated", permanent=True)
         name = self._name(key)
         with self.host.lock:
             network = self.host.networks.get(name)
@@ -198,6 +201,7 @@ class FakeDriver(Driver):
                     key=key,
                     index=self.host.next_network % 250,
                     egress=egress,
+                    isolated=isolated,
                     labels={
                         LABEL_DEPLOYMENT: self.deployment,
                         LABEL_KIND: "network",
@@ -205,7 +209,7 @@ class FakeDriver(Driver):
                     },
                 )
                 self.host.networks[name] = network
-            elif network.egress != egress:
+            elif network.egress != egress or network.isolated != isolated:
                 raise DriverError(
                     f"network {name} exists with another egress policy", permanent=True
                 )
@@ -481,7 +485,7 @@ class BrokenDriver(Driver):
     def ping(self) -> None:
         raise self._fail()
 
-    def create_network(self, key: str, *, egress: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
         raise self._fail()
 
     def remove_network(self, network: dict) -> None:

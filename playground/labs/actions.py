@@ -60,6 +60,7 @@ def _lab_fields(lab_def: LabDef) -> dict:
             "instances": [{"name": i.name, "image": i.image, "assets": i.assets} for i in lab_def.instances],
             "template": lab_def.template,
             "assets_path": lab_def.assets_path,
+            "egress": lab_def.egress,
         },
         "assets": lab_def.assets,
         "setup": lab_def.setup,
@@ -197,12 +198,15 @@ def start_lab_session(*, user, lab: Lab) -> Session:
             f"This lab needs {len(instances)} instances; a session may have {settings.PLAYGROUND_MAX_INSTANCES}."
         )
     needs_setup = bool(lab.setup or lab.assets)
+    egress = lab.environment.get("egress") or None  # None: the image's or the installation's
     with transaction.atomic():
         if template:
-            session = session_actions.start_template_session(user=user, template=template)
+            session = session_actions.start_template_session(user=user, template=template, egress=egress)
         else:
             first, rest = instances[0], instances[1:]
-            session = session_actions.start_session(user=user, image=first.get("image"), hostname=first["name"])
+            session = session_actions.start_session(
+                user=user, image=first.get("image"), hostname=first["name"], egress=egress
+            )
             for item in rest:
                 session_actions.add_instance(session=session, image=item.get("image"), hostname=item["name"])
         LabRun.objects.create(

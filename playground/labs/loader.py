@@ -92,6 +92,7 @@ class LabDef:
     auto_check: bool
     steps: list[StepDef] = field(default_factory=list)
     source: str = ""
+    egress: str = ""  # "", or a policy of settings.EGRESS_POLICIES
 
     def digest(self) -> str:
         """A hash of everything imported, to tell an unchanged lab."""
@@ -372,6 +373,7 @@ def load_lab(folder: str | Path) -> LabDef:
         finish=page("finish"),
         instances=instances,
         template=template,
+        egress=environment.get("egress", ""),
         assets_path=environment.get("assets", DEFAULT_ASSETS_PATH),
         assets=_assets(root, problems),
         setup=setup,

@@ -87,7 +87,7 @@ def _image_ref(name: str) -> str:
         raise Invalid(f"Unknown image {name!r}; choose one of: {known}.") from None
 
 
-def _image_options(name: str) -> dict:
+def _image_options(name: str, egress: str) -> dict:
     """What an image kind adds to its InstanceSpec: the nested-Docker profile,
     and for its inner engine the port of the lab host's registry mirror (it
     pulls Docker Hub images from there) and whether Docker Hub is reachable."""
@@ -95,9 +95,25 @@ def _image_options(name: str) -> dict:
         return {}
     env = {
         "PLAYGROUND_MIRROR_PORT": str(settings.PLAYGROUND_MIRROR_PORT),
-        "PLAYGROUND_EGRESS": "1" if settings.PLAYGROUND_EGRESS else "0",
+        "PLAYGROUND_EGRESS": "1" if egress == "internet" else "0",
     }
     return {"nested_docker": True, "env": env}
+
+
+def egress_policy(*, image: str | None = None, lab: str | None = None) -> str:
+    """Where a session's instances may send traffic: the lab's policy, else
+    its first image's (PLAYGROUND_IMAGE_EGRESS), else the installation's."""
+    if lab:
+        if lab not in settings.EGRESS_POLICIES:
+            raise Invalid(f"Unknown egress policy {lab!r}; choose one of: {', '.join(settings.EGRESS_POLICIES)}.")
+        return lab
+    image = image or settings.PLAYGROUND_DEFAULT_IMAGE
+    return settings.PLAYGROUND_IMAGES.get(image, {}).get("egress") or settings.PLAYGROUND_EGRESS
+
+
+def _network_options(egress: str) -> dict:
+    """The driver's create_network flags for a policy."""
+    return {"egress": egress == "internet", "isolated": egress == "none"}
 
 
 def instance_limits() -> Limits:
@@ -172,11 +188,12 @@ def _next_number(session: Session) -> int:
     return number
 
 
-def start_session(*, user, image: str | None = None, hostname: str = "node1") -> Session:
-    """Allocate a session with one instance; a worker provisions it."""
+def start_session(*, user, image: str | None = None, hostname: str = "node1", egress: str | None = None) -> Session:
+    """Allocate a session with one instance; a worker provisions it.
+    ``egress``: a lab's policy, over the image's and the installation's."""
     image = image or settings.PLAYGROUND_DEFAULT_IMAGE
     _image_ref(image)
-    with _new_session(user=user) as session:
+    with _new_session(user=user, egress=egress_policy(image=image, lab=egress)) as session:
         instance = _claim_pooled(session=session, image=image, hostname=hostname)
         if instance is None:
             instance = Instance.objects.create(
@@ -222,7 +239,7 @@ def check_session_cap(user) -> None:
         raise LimitReached(f"You already have {live} live session(s), the most allowed; end one first.")
 
 
-def start_template_session(*, user, template: str) -> Session:
+def start_template_session(*, user, template: str, egress: str | None = None) -> Session:
     """Allocate a session with a template's instances; workers provision them
     and then set the template up (a swarm: init on the first manager, join the rest)."""
     spec = _template(template)
@@ -233,7 +250,8 @@ def start_template_session(*, user, template: str) -> Session:
             f"{settings.PLAYGROUND_MAX_INSTANCES}."
         )
     setup = {"state": "pending", "message": "starting the instances", "roles": roles}
-    with _new_session(user=user, template=template, setup=setup) as session:
+    policy = egress_policy(image=spec["image"], lab=egress)
+    with _new_session(user=user, template=template, setup=setup, egress=policy) as session:
         made = [
             Instance.objects.create(session=session, number=n, hostname=name, image=spec["image"], host=session.host)
             for n, name in enumerate(roles, start=1)
@@ -365,7 +383,7 @@ def _ensure_network(session: Session, *, timeout: float = 30.0) -> dict:
                 session.refresh_from_db(fields=["network_state"])
                 if not session.network_state:
                     network = hosts.driver_for(session.host).create_network(
-                        session.network_key, egress=settings.PLAYGROUND_EGRESS
+                        session.network_key, **_network_options(session.egress)
                     )
                     Session.objects.filter(id=session.id).update(network_state=network)
                     session.network_state = network
@@ -402,7 +420,7 @@ def provision_instance(*, instance_id: str) -> None:
             if session is not None:
                 network = _ensure_network(session)
             else:  # a pooled instance waits on a network of its own, handed over with it
-                network = driver.create_network(instance.id, egress=settings.PLAYGROUND_EGRESS)
+                network = driver.create_network(instance.id, **_network_options(egress_policy(image=instance.image)))
                 Instance.objects.filter(id=instance.id).update(pool_network=network)
             if instance.driver_state and network is not None:
                 # A pooled container, claimed: it joins the session's network.
@@ -412,7 +430,7 @@ def provision_instance(*, instance_id: str) -> None:
                 InstanceSpec(
                     instance_id=instance.id,
                     image=_image_ref(instance.image),
-                    **_image_options(instance.image),
+                    **_image_options(instance.image, session.egress if session else egress_policy(image=instance.image)),
                     hostname=instance.hostname,
                     network=network,
                     limits=instance_limits(),
@@ -475,7 +493,9 @@ def pool_sizes() -> dict[str, int]:
 
 
 def _claim_pooled(*, session: Session, image: str, hostname: str) -> Instance | None:
-    if hostname != POOL_HOSTNAME:
+    # A pooled instance waits on a network of its image's policy: a lab that
+    # asks for another gets an instance of its own.
+    if hostname != POOL_HOSTNAME or session.egress != egress_policy(image=image):
         return None
     candidates = Instance.objects.filter(
         session__isnull=True, host=session.host, image=image, state=Instance.State.RUNNING
@@ -919,10 +939,13 @@ def put_file(*, instance: Instance, path: str | None, data: bytes, timeout: floa
     return len(data)
 
 
-# The interactive shell's current directory: the newest bash on the container's
-# TTY (the terminal), read from /proc; the home directory when there is none.
+# The interactive shell's current directory: the newest bash on the terminal
+# of the login-shell loop (playground-shell, on the terminal relay's pty; in
+# an image without the relay, the container's TTY, pts/0), read from /proc;
+# the home directory when there is none.
 _SHELL_CWD = (
-    'p=$(pgrep -n -t pts/0 -x bash 2>/dev/null) && d=$(readlink "/proc/$p/cwd" 2>/dev/null)'
+    't=$(ps -o tty= -p "$(pgrep -o -x playground-shel)" 2>/dev/null | tr -d " ");'
+    ' p=$(pgrep -n -t "${t:-pts/0}" -x bash 2>/dev/null) && d=$(readlink "/proc/$p/cwd" 2>/dev/null)'
     ' && [ -d "$d" ] && printf "%s" "$d" || printf /root'
 )
 

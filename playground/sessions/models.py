@@ -33,6 +33,10 @@ class Session(models.Model):
     # The lab host every instance of this session runs on, and its network.
     host = models.CharField(max_length=200)
     network_state = models.JSONField(null=True, blank=True)
+    egress = models.CharField(
+        max_length=16, default="session",
+        help_text="Where its instances may send traffic: none, session (each other) or internet.",
+    )
     # A template's name, and the progress of its set-up (e.g. forming a swarm):
     # {"state": "pending"|"running"|"done"|"failed", "message": str, "roles": {hostname: role}}.
     template = models.CharField(max_length=64, blank=True)

@@ -246,8 +246,11 @@ class SwarmNode(Node):
 
 
 def test_a_service_on_a_two_node_swarm_runs_a_task_on_each_node_and_they_talk_over_the_overlay(
-    stack, alice, new_session
+    stack, new_session
 ):
+    # A learner of its own: alice holds this module's docker session and may
+    # hold another module's, and users have a cap on live sessions.
+    alice = stack.client("swarm-learner")
     session = new_session(alice, template="swarm-1m1w")
     sid = session["id"]
 
