@@ -8,6 +8,22 @@ import pytest
 from tests.stack import ENGINE, Stack, wait_for
 
 
+def own_driver(deployment: str):
+    """A Docker driver under a deployment label of its own, for a module
+    fixture to ``yield from``: afterwards whatever it made is removed (its
+    instances before their networks) and nothing of it may remain."""
+    from sandboxes.docker import DockerDriver
+
+    made = DockerDriver(url=ENGINE, deployment=deployment)
+    made.ping()
+    yield made
+    for kind in ("container", "volume", "network"):
+        for obj in made.list_objects():
+            if obj.kind == kind:
+                made.remove_object(obj)
+    assert not made.list_objects(), f"objects of {deployment} were left on the engine"
+
+
 @pytest.fixture(scope="session")
 def engine() -> docker.APIClient:
     """A raw client of the lab-host engine, to look behind the playground's back."""

@@ -15,22 +15,15 @@ import pytest
 
 from sandboxes.base import InstanceSpec
 from sandboxes.docker import DockerDriver
+from tests.integration.conftest import own_driver
 
-ENGINE = os.environ.get("PLAYGROUND_TEST_ENGINE", "unix:///run/playground/docker.sock")
 IMAGE = os.environ.get("PLAYGROUND_TEST_IMAGE", "playground-shell:latest")
 DEPLOYMENT = f"test-egress-{secrets.token_hex(4)}"
 
 
 @pytest.fixture(scope="module")
 def driver():
-    made = DockerDriver(url=ENGINE, deployment=DEPLOYMENT)
-    made.ping()
-    yield made
-    for kind in ("container", "volume", "network"):  # instances before their networks
-        for obj in made.list_objects():
-            if obj.kind == kind:
-                made.remove_object(obj)
-    assert not made.list_objects(), "objects of the egress tests were left on the engine"
+    yield from own_driver(DEPLOYMENT)
 
 
 def two_nodes(driver: DockerDriver, **policy) -> tuple[dict, list]:

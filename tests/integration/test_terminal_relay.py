@@ -18,9 +18,9 @@ import time
 import pytest
 
 from sandboxes.base import InstanceSpec
-from sandboxes.docker import LABEL_RELAY, DockerDriver, _relay_of
+from sandboxes.docker import LABEL_RELAY, _relay_of
+from tests.integration.conftest import own_driver
 
-ENGINE = os.environ.get("PLAYGROUND_TEST_ENGINE", "unix:///run/playground/docker.sock")
 IMAGE = os.environ.get("PLAYGROUND_TEST_IMAGE", "playground-shell:latest")
 DEPLOYMENT = f"test-relay-{secrets.token_hex(4)}"
 
@@ -41,14 +41,7 @@ def read_until(stream, wanted: bytes, *, timeout: float = 20) -> bytes:
 
 @pytest.fixture(scope="module")
 def driver():
-    made = DockerDriver(url=ENGINE, deployment=DEPLOYMENT)
-    made.ping()
-    yield made
-    for kind in ("container", "volume", "network"):  # instances before their networks
-        for obj in made.list_objects():
-            if obj.kind == kind:
-                made.remove_object(obj)
-    assert not made.list_objects(), "objects of the relay tests were left on the engine"
+    yield from own_driver(DEPLOYMENT)
 
 
 @pytest.fixture(scope="module")
