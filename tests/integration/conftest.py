@@ -55,21 +55,29 @@ def _purge(engine: docker.APIClient, deployment: str) -> None:
         engine.remove_volume(v["Name"], force=True)
 
 
+def running_stack(engine, workdir, *, redis_db: int, env: dict[str, str] | None = None, timeout: float = 30):
+    """A Stack started in ``workdir``, for a fixture to ``yield from``: at the
+    end every session and class is ended and nothing labelled with its
+    deployment may remain (whatever does is removed, the test failed)."""
+    running = Stack(workdir, redis_db=redis_db, env=env)
+    try:
+        running.start()
+        yield running
+        end_every_session(running)
+        wait_for(lambda: nothing_left(engine, running.deployment), timeout=timeout,
+                 what="no labelled container, network or volume to remain after every session ended")
+    finally:
+        running.stop()
+        _purge(engine, running.deployment)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, engine):
     """The playground, running for real, shared by the integration tests."""
     # PLAYGROUND_TEST_REDIS_DB: engineers running suites side by side each
     # take a database number of their own (the Stack flushes it).
     redis_db = int(os.environ.get("PLAYGROUND_TEST_REDIS_DB", "11"))
-    running = Stack(tmp_path_factory.mktemp("stack"), redis_db=redis_db).start()
-    yield running
-    try:
-        end_every_session(running)
-        wait_for(lambda: nothing_left(engine, running.deployment), timeout=30,
-                 what="no labelled container, network or volume to remain after every session ended")
-    finally:
-        running.stop()
-        _purge(engine, running.deployment)
+    yield from running_stack(engine, tmp_path_factory.mktemp("stack"), redis_db=redis_db)
 
 
 END_EVERY_CLASS = """

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import _purge, end_every_session, nothing_left
-from tests.stack import Stack, wait_for
+from tests.integration.conftest import running_stack
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
@@ -13,16 +12,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.stack]
 @pytest.fixture(scope="module")
 def files_stack(tmp_path_factory, engine):
     """A stack of this module's own (Redis database 45)."""
-    running = Stack(tmp_path_factory.mktemp("files-stack"), redis_db=45)
-    try:
-        running.start()
-        yield running
-        end_every_session(running)
-        wait_for(lambda: nothing_left(engine, running.deployment), timeout=30,
-                 what="no labelled object to remain after every session ended")
-    finally:
-        running.stop()
-        _purge(engine, running.deployment)
+    yield from running_stack(engine, tmp_path_factory.mktemp("files-stack"), redis_db=45)
 
 
 def test_a_named_file_lands_in_the_shells_directory(files_stack):

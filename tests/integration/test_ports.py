@@ -14,7 +14,7 @@ import pytest
 import requests
 from websockets.sync.client import connect as ws_connect
 
-from tests.integration.conftest import _purge, end_every_session, nothing_left
+from tests.integration.conftest import running_stack
 from tests.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
@@ -106,16 +106,8 @@ ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine):
-    running = Stack(tmp_path_factory.mktemp("ports-stack"), redis_db=35,
-                    env={"PLAYGROUND_PORTS_SECONDS": "1"}).start()
-    yield running
-    try:
-        end_every_session(running)
-        wait_for(lambda: nothing_left(engine, running.deployment), timeout=30,
-                 what="no labelled container, network or volume to remain after every session ended")
-    finally:
-        running.stop()
-        _purge(engine, running.deployment)
+    yield from running_stack(engine, tmp_path_factory.mktemp("ports-stack"), redis_db=35,
+                             env={"PLAYGROUND_PORTS_SECONDS": "1"})
 
 
 class Person:

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import _purge, end_every_session, nothing_left
-from tests.stack import Stack, wait_for
+from tests.integration.conftest import running_stack
+from tests.stack import wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine):
-    running = Stack(tmp_path_factory.mktemp("stats-stack"), redis_db=47,
-                    env={"PLAYGROUND_STATS_SECONDS": "1"}).start()
-    yield running
-    try:
-        end_every_session(running)
-        wait_for(lambda: nothing_left(engine, running.deployment), timeout=30,
-                 what="no labelled container, network or volume to remain after every session ended")
-    finally:
-        running.stop()
-        _purge(engine, running.deployment)
+    yield from running_stack(engine, tmp_path_factory.mktemp("stats-stack"), redis_db=47,
+                             env={"PLAYGROUND_STATS_SECONDS": "1"})
 
 
 def test_a_busy_loop_shows_as_cpu_use_with_the_memory_in_use(stack):

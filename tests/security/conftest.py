@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import end_every_session, engine, nothing_left, _purge  # noqa: F401
-from tests.stack import Stack, wait_for
+from tests.integration.conftest import end_every_session, engine, nothing_left, _purge, running_stack  # noqa: F401
 
 MEMORY_MB = 128
 PIDS = 100
@@ -16,15 +15,7 @@ MAX_FILE_BYTES = 1024 * 1024
 
 
 def _running(tmp_path_factory, engine, name: str, redis_db: int, env: dict[str, str]):
-    running = Stack(tmp_path_factory.mktemp(name), redis_db=redis_db, env=env).start()
-    try:
-        yield running
-        end_every_session(running)
-        wait_for(lambda: nothing_left(engine, running.deployment), timeout=60,
-                 what="no labelled container, network or volume to remain after every session ended")
-    finally:
-        running.stop()
-        _purge(engine, running.deployment)
+    yield from running_stack(engine, tmp_path_factory.mktemp(name), redis_db=redis_db, env=env, timeout=60)
 
 
 @pytest.fixture(scope="session")
