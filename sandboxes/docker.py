@@ -736,25 +736,18 @@ class DockerDriver(Driver):
         the instance's address (the caller execs instead)."""
         with self._engine_errors(f"ports of instance {state.get('name')}"):
             info = self.api.inspect_container(state["id"])
-        relay = _relay_of(info)
-        if relay is None or not info["State"].get("Running"):
+        if not info["State"].get("Running"):
             return None
-        port, token = relay
-        deadline = time.monotonic() + self.ports_timeout
-        for address in _addresses(info, state):
-            try:
-                with socket.create_connection((address, port), timeout=self.relay_timeout) as sock:
-                    sock.sendall(f"{token} P\n".encode())
-                    data = bytearray()
-                    while (left := deadline - time.monotonic()) > 0:
-                        sock.settimeout(left)
-                        chunk = sock.recv(65536)
-                        if not chunk:
-                            return bytes(data)
-                        data += chunk
-            except OSError:
-                continue
-        return None
+        sock = self._relay_connect(info, state, "P")
+        if sock is None:
+            return None
+        try:
+            data, complete = _read_to_end(sock, self.ports_timeout)
+        except OSError:
+            return None
+        finally:
+            sock.close()
+        return data if complete else None
 
     # -- stats ------------------------------------------------------------------
     def stats(self, state: dict) -> InstanceStats:
@@ -781,25 +774,34 @@ class DockerDriver(Driver):
             info = self.api.inspect_container(state["id"])
             if not info["State"].get("Running"):
                 return _ended_stream()
-            relay = _relay_of(info)
-            if relay is None:  # an image without one (state from before a rebuild)
+            if _relay_of(info) is None:  # an image without one (state from before a rebuild)
                 return self._attach_engine(state, replay=mode == "R")
-            port, token = relay
-            hello = f"{token} {mode}\n".encode()
-            for address in _addresses(info, state):
-                try:
-                    sock = socket.create_connection((address, port), timeout=self.relay_timeout)
-                except OSError:
-                    continue
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    sock.sendall(hello)
-                    sock.settimeout(None)  # a quiet terminal is not an error
-                except OSError:
-                    sock.close()
-                    continue
-                return sock
-            return self._attach_relay_exec(state, mode)
+            sock = self._relay_connect(info, state, mode)
+            if sock is None:
+                return self._attach_relay_exec(state, mode)
+            sock.settimeout(None)  # a quiet terminal is not an error
+            return sock
+
+    def _relay_connect(self, info: dict, state: dict, mode: str) -> socket.socket | None:
+        """A connection to the container's relay on one of its addresses, the
+        hello (key and ``mode``) sent; None if it has no relay or none answers."""
+        relay = _relay_of(info)
+        if relay is None:
+            return None
+        port, token = relay
+        for address in _addresses(info, state):
+            try:
+                sock = socket.create_connection((address, port), timeout=self.relay_timeout)
+            except OSError:
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(f"{token} {mode}\n".encode())
+            except OSError:
+                sock.close()
+                continue
+            return sock
+        return None
 
     def _attach_relay_exec(self, state: dict, mode: str) -> TerminalStream:
         """The relay through the engine (an instance the web tier cannot reach,
@@ -865,19 +867,11 @@ class DockerDriver(Driver):
     def _relay_kept(self, state: dict) -> bytes:
         """What the relay keeps of the recent output (its mode ``O``)."""
         stream = self._attach_relay(state, "O")
-        deadline = time.monotonic() + self.timeout
-        data = bytearray()
         try:
             with self._engine_errors(f"read the output of {state.get('name')}"):
-                while (left := deadline - time.monotonic()) > 0:
-                    stream.settimeout(left)
-                    chunk = stream.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                return _read_to_end(stream, self.timeout)[0]
         finally:
             stream.close()
-        return bytes(data)
 
     def _log_tail(self, container_id: str, tail: str) -> bytes:
         # docker-py's logs() inspects the container first to learn whether it
@@ -1114,6 +1108,20 @@ def _relay_of(info: dict) -> tuple[int, str] | None:
     if not port.isdigit() or not token:
         return None
     return int(port), token
+
+
+def _read_to_end(stream, seconds: float) -> tuple[bytes, bool]:
+    """What ``stream`` sends until it closes, for ``seconds`` at most; and
+    whether it closed (False: the time ran out first)."""
+    deadline = time.monotonic() + seconds
+    data = bytearray()
+    while (left := deadline - time.monotonic()) > 0:
+        stream.settimeout(left)
+        chunk = stream.recv(65536)
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), False
 
 
 def _addresses(info: dict, state: dict) -> list[str]:
