@@ -157,15 +157,17 @@ async def _echo_loop(term, n: int, latencies: list[float]) -> None:
             await term.quiet(0.2)
 
 
-async def web_throughput(term, size: int) -> tuple[int, float]:
+async def web_throughput(term, size: int, progress: list[int] | None = None) -> tuple[int, float]:
     await term.quiet()
     started = time.perf_counter()
     await term.send(FLOOD.format(size=size).encode())
     total = 0
     tail = b""
+    progress = progress if progress is not None else [0]
     while True:
         chunk = await term.chunk()
         total += len(chunk)
+        progress[0] = total
         if END in tail + chunk:
             return total, time.perf_counter() - started
         tail = chunk[-len(END):]
@@ -241,8 +243,15 @@ def report_throughput(label: str, total: int, seconds: float) -> None:
 
 
 async def measure(term, args, label: str) -> None:
-    report_echo(label, await web_echo(term, args.keystrokes))
-    total, seconds = await web_throughput(term, args.megabytes * 1_000_000)
+    """Echo then throughput; a stream that closes under the benchmark is
+    reported (with the bytes it carried) and the run goes on."""
+    progress = [0]
+    try:
+        report_echo(label, await web_echo(term, args.keystrokes))
+        total, seconds = await web_throughput(term, args.megabytes * 1_000_000, progress)
+    except EOFError as exc:
+        print(f"  {label:34} FAILED after {progress[0]} bytes of output: {exc}")
+        return
     report_throughput(label, total, seconds)
 
 

@@ -11,6 +11,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
+from playground import priority  # noqa: E402
+
+# Before any thread starts (threads inherit it): the terminal's echo waits for
+# this process to be scheduled, on CPUs the sandboxes share.
+priority.apply_nice(settings.PLAYGROUND_WEB_NICE)
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from playground import wsauth  # noqa: E402

@@ -462,6 +462,12 @@ PLAYGROUND_HOST_DOWN_GRACE = env_float("PLAYGROUND_HOST_DOWN_GRACE", 30.0, minim
 # database at most this often per session.
 PLAYGROUND_ACTIVITY_FLUSH_SECONDS = env_float("PLAYGROUND_ACTIVITY_FLUSH_SECONDS", 5.0, minimum=0.0)
 
+# The web tier's nice value (playground/priority.py): below the sandboxes'
+# (0) so that terminals stay quick while instances are busy; 0 leaves it.
+PLAYGROUND_WEB_NICE = env_int("PLAYGROUND_WEB_NICE", -10, minimum=-20)
+if PLAYGROUND_WEB_NICE > 19:
+    raise ValueError(f"PLAYGROUND_WEB_NICE={PLAYGROUND_WEB_NICE} is above its maximum 19")
+
 # Browser terminal (the shared TTY of each instance, API.md "Terminal").
 # Output kept per instance and replayed to a new connection (at least 64 KiB).
 PLAYGROUND_TERMINAL_REPLAY_KB = env_int("PLAYGROUND_TERMINAL_REPLAY_KB", 256, minimum=64)

@@ -424,3 +424,23 @@ def test_input_arriving_too_fast_is_refused_with_4429_and_a_retry_time(stack, al
     error = term.event("error", code="rate_limited")
     assert error["retry_after"] >= 1
     assert term.closed_with() == 4429
+
+
+def _nice_of(pid: int, tid: int | None = None) -> int:
+    """The nice value in /proc's stat (field 19), of a process or one of its threads."""
+    path = Path(f"/proc/{pid}/task/{tid}/stat") if tid else Path(f"/proc/{pid}/stat")
+    return int(path.read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_web_tier_runs_above_the_sandboxes_priority(stack, alice, new_session, engine):
+    _, node, term = open_running(stack, alice, new_session)
+    term.type(b"echo prio-$((5*5))\n")
+    term.expect(rb"prio-25")
+    [web] = [proc for name, proc in stack.processes if name == "web"]
+    # Every thread of Daphne (its loop and the pools that started after it).
+    threads = [int(t.name) for t in Path(f"/proc/{web.pid}/task").iterdir()]
+    assert len(threads) > 1
+    assert {_nice_of(web.pid, tid) for tid in threads} == {-10}
+    [container] = engine.containers(filters={"label": f"playground.instance={node['id']}"})
+    shell_pid = engine.inspect_container(container["Id"])["State"]["Pid"]
+    assert _nice_of(shell_pid) == 0

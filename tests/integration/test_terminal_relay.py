@@ -39,6 +39,22 @@ def read_until(stream, wanted: bytes, *, timeout: float = 20) -> bytes:
     return seen
 
 
+def drain_until(stream, wanted: bytes, *, timeout: float) -> int:
+    """Read (and count) everything until ``wanted``, keeping only a tail."""
+    total, tail = 0, b""
+    deadline = time.monotonic() + timeout
+    while wanted not in tail:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            raise AssertionError(f"{wanted!r} did not come within {timeout} s after {total} bytes")
+        chunk = stream.recv(262144)
+        if not chunk:
+            raise AssertionError(f"the terminal closed after {total} bytes, before {wanted!r}")
+        total += len(chunk)
+        tail = tail[-64:] + chunk[-4096:]
+    return total
+
+
 @pytest.fixture(scope="module")
 def driver():
     yield from own_driver(DEPLOYMENT)
@@ -148,6 +164,10 @@ def test_without_a_reachable_address_the_relay_is_reached_through_the_engine(dri
             assert not isinstance(terminal, socket.socket)
             terminal.sendall(b"echo through-exec-$((3*3))\n")
             read_until(terminal, b"through-exec-9")
+            # A flood fills the engine's terminal faster than it is read: the
+            # client in the instance waits for room instead of giving up.
+            terminal.sendall(b"head -c 20000000 /dev/zero | tr '\\0' x; echo; echo flood-$((2*4))-done\n")
+            assert drain_until(terminal, b"flood-8-done", timeout=60) >= 20_000_000
         finally:
             terminal.close()
     finally:
