@@ -295,6 +295,9 @@ PLAYGROUND_IMAGES = {
             "The shell image plus a Docker Engine of its own: docker run, docker build, docker compose."
         ),
         "nested_docker": True,
+        # Kept ready by default (PLAYGROUND_POOL_IMAGES unset): its inner
+        # engine takes about a second to start, too long to wait for.
+        "pool": 1,
     },
 }
 PLAYGROUND_DEFAULT_IMAGE = env("PLAYGROUND_DEFAULT_IMAGE", "shell")
@@ -406,9 +409,13 @@ PLAYGROUND_LAB_SETUP_TIMEOUT = env_float("PLAYGROUND_LAB_SETUP_TIMEOUT", 300.0, 
 # their node1 (joining the session's network then) instead of being created on
 # the learner's clock. PLAYGROUND_POOL_IMAGES says how many of each image
 # ("shell=2,docker=1"; a name alone takes PLAYGROUND_POOL_SIZE); unset, the
-# pool holds PLAYGROUND_POOL_SIZE of the default image. 0 turns it off.
+# pool holds PLAYGROUND_POOL_SIZE of the default image and an image's own
+# "pool" of each other (one docker instance). PLAYGROUND_POOL_SIZE=0 with
+# PLAYGROUND_POOL_IMAGES unset turns the pool off. An image whose pooled
+# instance fails to start waits PLAYGROUND_POOL_BACKOFF_SECONDS on that host.
 PLAYGROUND_POOL_SIZE = env_int("PLAYGROUND_POOL_SIZE", 2, minimum=0)
 PLAYGROUND_POOL_SECONDS = env_float("PLAYGROUND_POOL_SECONDS", 5.0, minimum=0.5)
+PLAYGROUND_POOL_BACKOFF_SECONDS = env_float("PLAYGROUND_POOL_BACKOFF_SECONDS", 60.0, minimum=0.0)
 
 
 def env_pool_images(name: str, images: dict) -> dict[str, int | None]:

@@ -480,11 +480,18 @@ POOL_HOSTNAME = "node1"
 
 
 def pool_sizes() -> dict[str, int]:
-    """Ready instances wanted per image on each lab host (PLAYGROUND_POOL_IMAGES,
-    else PLAYGROUND_POOL_SIZE of the default image)."""
+    """Ready instances wanted per image on each lab host: PLAYGROUND_POOL_IMAGES,
+    else PLAYGROUND_POOL_SIZE of the default image and each other image's own
+    ``"pool"`` (none at all when PLAYGROUND_POOL_SIZE is 0)."""
     configured = settings.PLAYGROUND_POOL_IMAGES
     if not configured:
-        return {settings.PLAYGROUND_DEFAULT_IMAGE: settings.PLAYGROUND_POOL_SIZE}
+        default = settings.PLAYGROUND_DEFAULT_IMAGE
+        sizes = {default: settings.PLAYGROUND_POOL_SIZE}
+        if settings.PLAYGROUND_POOL_SIZE:
+            for image, config in settings.PLAYGROUND_IMAGES.items():
+                if image != default and config.get("pool"):
+                    sizes[image] = int(config["pool"])
+        return sizes
     return {
         image: settings.PLAYGROUND_POOL_SIZE if size is None else size
         for image, size in configured.items()
@@ -554,7 +561,9 @@ def fill_pools() -> dict[str, int]:
             missing: dict[str, int] = {}
             for image, size in sizes.items():
                 kept = [i for i in pooled if i.image == image][:size]
-                missing[image] = size - len(kept)
+                # An image that just failed here waits (a host that cannot run
+                # it would otherwise fail every round).
+                missing[image] = 0 if cache.get(_pool_backoff_key(host, image)) else size - len(kept)
                 pooled = [i for i in pooled if i not in kept]
             for extra in pooled:
                 _discard_pooled(extra)
@@ -572,13 +581,22 @@ def fill_pools() -> dict[str, int]:
                     row.refresh_from_db()
                     room -= 1
                     if row.state != Instance.State.RUNNING:
-                        missing[image] = 0  # the host is struggling: try again on the next round
+                        missing[image] = 0  # the host is struggling: try again after the back-off
+                        if settings.PLAYGROUND_POOL_BACKOFF_SECONDS:
+                            cache.set(_pool_backoff_key(host, image), row.reason or "failed",
+                                      timeout=settings.PLAYGROUND_POOL_BACKOFF_SECONDS)
+                            log.warning("pool: %s instances on %s wait %.0f s after a failed start: %s", image,
+                                        host, settings.PLAYGROUND_POOL_BACKOFF_SECONDS, row.reason)
                         continue
                     missing[image] -= 1
                     made[host] += 1
         return made
     finally:
         cache.delete(lock)
+
+
+def _pool_backoff_key(host: str, image: str) -> str:
+    return f"pool-backoff:{settings.PLAYGROUND_DEPLOYMENT}:{host}:{image}"
 
 
 def _discard_pooled(instance: Instance) -> None:

@@ -168,6 +168,17 @@ class NestedDockerContract:
         assert host["MaskedPaths"]  # the engine's default list
         assert not lab.driver.api.inspect_container(plain.state["id"])["Mounts"]
 
+    @pytest.mark.engine
+    def test_an_inner_engine_that_never_answers_fails_the_instance_and_leaves_nothing(self, lab, monkeypatch):
+        # The shell image has no dockerd: its socket never appears.
+        monkeypatch.setattr(lab.driver, "inner_engine_timeout", 2.0)
+        before = {o.id for o in lab.driver.list_objects()}
+        with pytest.raises(DriverError) as caught:
+            lab.instance(image=SHELL_IMAGE)
+        assert "did not answer within 2s" in caught.value.message
+        assert not caught.value.permanent
+        assert {o.id for o in lab.driver.list_objects()} == before
+
     # last: nothing leaks
     def test_cleaning_up_leaves_nothing_labelled_on_the_lab_host(self, lab):
         lab.purge()

@@ -47,7 +47,7 @@ def test_a_lab_sets_its_sessions_policy_and_pooled_instances_of_another_stay_in_
     settings, tmp_path, alice, django_capture_on_commit_callbacks
 ):
     settings.PLAYGROUND_EGRESS = "session"
-    settings.PLAYGROUND_POOL_SIZE = 2
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 2}
     hosts.probe("fake://lab1")
     actions.fill_pools()
     pooled = set(Instance.objects.filter(session__isnull=True).values_list("id", flat=True))

@@ -3,10 +3,12 @@ is in tests/integration/test_templates.py and test_hot_start_pool.py)."""
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 
 from playground.errors import Invalid, LimitReached
 from playground.sessions import actions, hosts
 from playground.sessions.models import Instance, Session
+from sandboxes.base import DriverError
 
 pytestmark = pytest.mark.django_db
 
@@ -50,8 +52,44 @@ def pooled() -> list[Instance]:
     return list(Instance.objects.filter(session__isnull=True))
 
 
-def test_the_pool_fills_and_a_new_session_takes_a_ready_instance(settings, alice, start):
+def test_by_default_the_pool_holds_the_default_image_and_one_docker_instance(settings):
     settings.PLAYGROUND_POOL_SIZE = 2
+    assert actions.pool_sizes() == {"shell": 2, "docker": 1}
+    hosts.probe("fake://lab1")
+    assert sum(actions.fill_pools().values()) == 3
+    assert sorted(i.image for i in pooled()) == ["docker", "shell", "shell"]
+    # PLAYGROUND_POOL_SIZE=0 (and no PLAYGROUND_POOL_IMAGES) turns it all off.
+    settings.PLAYGROUND_POOL_SIZE = 0
+    assert actions.pool_sizes() == {"shell": 0}
+    actions.fill_pools()
+    assert pooled() == []
+
+
+def test_an_image_that_fails_to_start_waits_before_the_pool_tries_it_again(settings, monkeypatch):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 1, "docker": 1}
+    hosts.probe("fake://lab1")
+    driver = hosts.driver_for("fake://lab1")
+    real_create = driver.create_instance
+    tries = []
+
+    def no_docker(spec):
+        if spec.nested_docker:
+            tries.append(spec.instance_id)
+            raise DriverError("the lab host does not remap user namespaces", permanent=True)
+        return real_create(spec)
+
+    monkeypatch.setattr(driver, "create_instance", no_docker)
+    actions.fill_pools()
+    actions.fill_pools()
+    assert len(tries) == 1  # not again on the next round
+    assert [i.image for i in pooled()] == ["shell"]
+    cache.clear()  # the back-off is over
+    actions.fill_pools()
+    assert len(tries) == 2
+
+
+def test_the_pool_fills_and_a_new_session_takes_a_ready_instance(settings, alice, start):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": 2}
     hosts.probe("fake://lab1")
     made = actions.fill_pools()
     assert sum(made.values()) == 2
@@ -74,6 +112,7 @@ def test_the_pool_fills_and_a_new_session_takes_a_ready_instance(settings, alice
 
 
 def test_a_smaller_pool_is_trimmed_and_drain_leaves_nothing(settings):
+    settings.PLAYGROUND_POOL_IMAGES = {"shell": None}
     settings.PLAYGROUND_POOL_SIZE = 3
     hosts.probe("fake://lab1")
     actions.fill_pools()
