@@ -81,9 +81,10 @@ def open_class(stack: Stack, seats: int, starts_in: timedelta) -> dict:
     return answer.json()
 
 
-def learners_join(stack: Stack, code: str, n: int, spread: float) -> list[float]:
+def learners_join(stack: Stack, code: str, n: int, spread: float) -> dict[str, list[float]]:
     tokens = [stack.token(f"learner{i}") for i in range(n)]
     times: list[float] = []
+    joins: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
@@ -94,6 +95,7 @@ def learners_join(stack: Stack, code: str, n: int, spread: float) -> list[float]
         t0 = time.perf_counter()
         try:
             joined = http.post(f"{stack.url}/api/sessions/", json={"join_code": code}, timeout=120)
+            t1 = time.perf_counter()
             joined.raise_for_status()
             session = joined.json()
             iid = session["instances"][0]["id"]
@@ -106,6 +108,7 @@ def learners_join(stack: Stack, code: str, n: int, spread: float) -> list[float]
             return
         with lock:
             times.append(time.perf_counter() - t0)
+            joins.append(t1 - t0)
 
     threads = [threading.Thread(target=learner, args=(t,)) for t in tokens]
     for thread in threads:
@@ -114,15 +117,17 @@ def learners_join(stack: Stack, code: str, n: int, spread: float) -> list[float]
         thread.join()
     if errors:
         print(f"  {len(errors)} learner(s) failed, e.g. {errors[0]}")
-    return times
+    return {"usable": times, "join": joins}
 
 
-def report(title: str, times: list[float]) -> None:
+def report(title: str, results: dict[str, list[float]]) -> None:
+    times, joins = results["usable"], results["join"]
     if not times:
         print(f"{title}: no learner got a prompt")
         return
     print(f"{title}: {len(times)} learners, join to usable prompt "
           f"p50 {ms(pct(times, 50))}  p95 {ms(pct(times, 95))}  max {ms(max(times))}")
+    print(f"  (the join POST alone: p50 {ms(pct(joins, 50))}  p95 {ms(pct(joins, 95))})")
 
 
 def end_all(stack: Stack, cid: str) -> None:

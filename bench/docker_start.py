@@ -9,12 +9,14 @@ image, one after another:
 
 and prints p50/p95 of the POST alone and of the time until that exec answered
 with the inner engine up (the instance turns running only once its engine
-answers). It does so twice: with every instance created on demand, and with a
-hot-start pool of docker instances (PLAYGROUND_POOL_IMAGES=docker=N, waiting
-before each session until the pool is full again, as it is when sessions do
-not arrive in a burst). Then it starts M idle docker instances in one session
-and prints host memory per instance (the PSS of the container's processes,
-dockerd and containerd included, plus its runtime shim).
+answers). It does so twice: with every instance created on demand (no pool),
+and with a hot-start pool of docker instances (PLAYGROUND_POOL_IMAGES=docker=N;
+N=1 is what the playground keeps by default), waiting before each session
+until the pool is full again, as it is when sessions do not arrive in a burst.
+Then it starts M idle docker instances in one session and prints host memory
+per instance: the PSS of the container's processes, dockerd and containerd
+included, plus its runtime shim; and the private (anonymous) part of it, what
+one more instance adds once the binaries' pages are shared.
 
     .venv/bin/python bench/docker_start.py [--sessions 20] [--idle 3] [--pool 1]
 """
@@ -89,7 +91,7 @@ def start_stack(pool: int) -> Stack:
     return Stack(Path(tempfile.mkdtemp(prefix="bench-docker-")), redis_db=22, env=env).start()
 
 
-def idle_memory(url: str, token: str, n: int) -> list[float]:
+def idle_memory(url: str, token: str, n: int) -> tuple[list[float], list[float]]:
     import docker
 
     engine = docker.APIClient(base_url=ENGINE, version="1.41")
@@ -104,14 +106,15 @@ def idle_memory(url: str, token: str, n: int) -> list[float]:
     for iid in ids:
         http.post(f"{url}/api/sessions/{sid}/instances/{iid}/exec/", json={"command": READY}, timeout=90)
     time.sleep(5)  # let the engines settle
-    per_instance = []
+    pss, private = [], []
     for iid in ids:
         [container] = engine.containers(filters={"label": f"playground.instance={iid}"})
         pids = cgroup_pids(container["Id"])
         shim = parent_of(engine.inspect_container(container["Id"])["State"]["Pid"])
-        per_instance.append(sum(pss_kib(p) for p in {*pids, shim}) / 1024)
+        pss.append(sum(pss_kib(p) for p in {*pids, shim}) / 1024)
+        private.append(sum(pss_kib(p, "Anonymous") for p in {*pids, shim}) / 1024)
     http.delete(f"{url}/api/sessions/{sid}/", timeout=60)
-    return per_instance
+    return pss, private
 
 
 def main() -> None:
@@ -132,7 +135,7 @@ def main() -> None:
         stack = start_stack(0)
         try:
             token = stack.token("bench")
-            report("created on demand", run_sessions(stack.url, token, args.sessions + 1))
+            report("created on demand (PLAYGROUND_POOL_SIZE=0: no pool)", run_sessions(stack.url, token, args.sessions + 1))
             mem = idle_memory(stack.url, token, min(args.idle, 5))
         finally:
             stack.stop()
@@ -141,12 +144,15 @@ def main() -> None:
             try:
                 results = run_sessions(stack.url, stack.token("bench"), args.sessions + 1,
                                        before=lambda: pool_ready(stack, args.pool))
-                report(f"hot-start pool of {args.pool}", results)
+                report(f"hot-start pool of {args.pool}" + (" (the default)" if args.pool == 1 else ""), results)
             finally:
                 stack.stop()
                 stack.manage("drain_pool")
+    pss, private = mem
     print(f"host memory per idle docker instance (PSS, shim included): "
-          f"mean {statistics.mean(mem):.1f} MiB, max {max(mem):.1f} MiB over {len(mem)}")
+          f"mean {statistics.mean(pss):.1f} MiB, max {max(pss):.1f} MiB over {len(pss)}")
+    print(f"  of which private (anonymous, what one more instance adds; the rest is the binaries'\n"
+          f"  pages, shared by every instance of the host): mean {statistics.mean(private):.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -54,10 +54,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} {platform.release()}"
 
 
-def pss_kib(pid: int) -> int:
+def pss_kib(pid: int, field: str = "Pss") -> int:
+    """A process's proportional set size in KiB (or another smaps_rollup
+    field, e.g. "Anonymous": its private memory, shared with no one)."""
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass

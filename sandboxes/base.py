@@ -274,6 +274,13 @@ class Driver:
     def inspect(self, state: dict) -> InstanceStatus:
         raise NotImplementedError
 
+    def usable(self, state: dict) -> bool:
+        """Whether the instance could be handed to a learner now: it runs and,
+        for a nested-Docker one, its inner engine answers (as when
+        ``create_instance`` returned). For instances that waited a while (the
+        hot-start pool); never raises."""
+        raise NotImplementedError
+
     def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
         """Run ``sh -c command`` as root in the instance and wait for it.
 

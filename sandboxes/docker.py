@@ -278,6 +278,8 @@ class DockerDriver(Driver):
         state = self._instance_state(info, spec.network, spec.hostname)
         if volumes:
             state["volumes"] = volumes
+        if spec.nested_docker:
+            state["nested_docker"] = True
         return Created(state=state, ip=self._ip(info, state))
 
     def _create_container(self, name: str, spec: InstanceSpec) -> str:
@@ -564,6 +566,16 @@ class DockerDriver(Driver):
         )
 
     # -- exec -------------------------------------------------------------------
+    def usable(self, state: dict) -> bool:
+        try:
+            if self.inspect(state).state != "running":
+                return False
+            if not state.get("nested_docker"):
+                return True
+            return self.exec(state, _INNER_ENGINE_WAIT.format(seconds=2), timeout=10).exit_code == 0
+        except DriverError:
+            return False
+
     def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
         name = state.get("name")
         deadline = time.monotonic() + timeout

@@ -74,6 +74,7 @@ class _Instance:
     size: tuple[int, int] = (0, 0)  # cols, rows: a new TTY is 0x0, as on Docker
     files: dict[str, bytes] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)
+    inner_engine_down: bool = False
     output: bytearray = field(default_factory=bytearray)
     terminals: list[_Terminal] = field(default_factory=list)
     listening: set[int] = field(default_factory=set)
@@ -300,6 +301,16 @@ class FakeDriver(Driver):
                 state="stopped", exit_code=instance.exit_code, reason=instance.reason
             )
 
+    def usable(self, state: dict) -> bool:
+        with self.host.lock:
+            instance = self.host.instances.get(state.get("id", ""))
+            return instance is not None and instance.running and not instance.inner_engine_down
+
+    def stop_inner_engine(self, state: dict) -> None:
+        """Test helper: a nested-Docker instance's inner engine stops (it runs on)."""
+        with self.host.lock:
+            self.host.instance(state).inner_engine_down = True
+
     def stop_instance(
         self, state: dict, *, exit_code: int = 137, reason: str = "OOMKilled"
     ) -> None:
@@ -502,6 +513,9 @@ class BrokenDriver(Driver):
 
     def inspect(self, state: dict) -> InstanceStatus:
         raise self._fail()
+
+    def usable(self, state: dict) -> bool:
+        return False
 
     def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
         raise self._fail()

@@ -554,10 +554,13 @@ def fill_pools() -> dict[str, int]:
         for host in hosts.lab_hosts():
             if not hosts.health_of(host).ok:
                 continue
-            pooled = list(
-                Instance.objects.filter(session__isnull=True, host=host, state__in=LIVE_INSTANCE_STATES)
-                .order_by("-created_at")
-            )
+            pooled = [
+                instance
+                for instance in Instance.objects.filter(
+                    session__isnull=True, host=host, state__in=LIVE_INSTANCE_STATES
+                ).order_by("-created_at")
+                if _still_usable(instance)
+            ]
             missing: dict[str, int] = {}
             for image, size in sizes.items():
                 kept = [i for i in pooled if i.image == image][:size]
@@ -593,6 +596,17 @@ def fill_pools() -> dict[str, int]:
         return made
     finally:
         cache.delete(lock)
+
+
+def _still_usable(instance: Instance) -> bool:
+    """A pooled instance that runs (and whose inner engine, if it has one,
+    answers) is kept; one that no longer does is removed here, so that no
+    learner claims it."""
+    if instance.state != Instance.State.RUNNING or hosts.driver_for(instance.host).usable(instance.driver_state or {}):
+        return True
+    log.warning("pool: %s instance %s is no longer usable; replacing it", instance.image, instance.id)
+    _discard_pooled(instance)
+    return False
 
 
 def _pool_backoff_key(host: str, image: str) -> str:

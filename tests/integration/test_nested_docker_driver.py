@@ -168,6 +168,24 @@ class NestedDockerContract:
         assert host["MaskedPaths"]  # the engine's default list
         assert not lab.driver.api.inspect_container(plain.state["id"])["Mounts"]
 
+    def test_an_instance_is_usable_while_its_inner_engine_answers(self, lab):
+        made = lab.instance()
+        assert lab.driver.usable(made.state)
+        if isinstance(lab.driver, FakeDriver):
+            lab.driver.stop_inner_engine(made.state)
+        else:  # the engine inside stops; the instance runs on
+            lab.driver.exec(made.state, "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.1; done")
+        assert lab.driver.inspect(made.state).state == "running"
+        assert not lab.driver.usable(made.state)
+        lab.driver.remove_instance(made.state)
+        assert not lab.driver.usable(made.state)
+
+    def test_an_instance_without_an_inner_engine_is_usable_while_it_runs(self, lab):
+        plain = lab.instance(nested_docker=False)
+        assert lab.driver.usable(plain.state)
+        lab.driver.remove_instance(plain.state)
+        assert not lab.driver.usable(plain.state)
+
     @pytest.mark.engine
     def test_an_inner_engine_that_never_answers_fails_the_instance_and_leaves_nothing(self, lab, monkeypatch):
         # The shell image has no dockerd: its socket never appears.

@@ -88,6 +88,20 @@ def test_an_image_that_fails_to_start_waits_before_the_pool_tries_it_again(setti
     assert len(tries) == 2
 
 
+def test_a_pooled_instance_no_longer_usable_is_replaced_before_anyone_claims_it(settings, alice, start):
+    settings.PLAYGROUND_POOL_IMAGES = {"docker": 1}
+    hosts.probe("fake://lab1")
+    actions.fill_pools()
+    [broken] = pooled()
+    hosts.driver_for("fake://lab1").stop_inner_engine(broken.driver_state)
+    actions.fill_pools()
+    [fresh] = pooled()
+    assert fresh.id != broken.id and fresh.state == "running"
+    assert broken.id not in {o.instance_id for o in containers()}
+    session = start(user=alice, image="docker")
+    assert session.instances.get().id == fresh.id
+
+
 def test_the_pool_fills_and_a_new_session_takes_a_ready_instance(settings, alice, start):
     settings.PLAYGROUND_POOL_IMAGES = {"shell": 2}
     hosts.probe("fake://lab1")
