@@ -10,6 +10,7 @@ create_instance     3: create (attached to its network), start, inspect (IP);
                     nested Docker: +1 volume, +3 exec waiting for the inner engine
 connect_instance    3: disconnect ``none``, connect, inspect
 exec                3: exec create, exec start (hijacked stream), exec inspect
+usable              1: inspect; nested Docker: +3 exec asking the inner engine
 put_file/get_file   1 (get: +1 per symbolic link followed)
 attach              relay images: inspect + a TCP connection to the instance's
                     relay; others: attach (hijacked stream), inspect
