@@ -66,6 +66,7 @@ class StatsLine:
                 seen.append(text)
             match = STATS.fullmatch(text.strip())
             if match and check(match):
+                print("STATSDBG", text)
                 return match
             self.page.wait_for_timeout(250)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; the stats line read, in turn: "

@@ -26,33 +26,33 @@ DEPLOYMENT = f"test-relay-{secrets.token_hex(4)}"
 
 
 def read_until(stream, wanted: bytes, *, timeout: float = 20) -> bytes:
-    seen = b""
+    """All that ``stream`` sends up to and with ``wanted``."""
+    return _read(stream, wanted, timeout, keep=None)[0]
+
+
+def drain_until(stream, wanted: bytes, *, timeout: float) -> int:
+    """Read everything until ``wanted``, keeping only a tail; how many bytes came."""
+    return _read(stream, wanted, timeout, keep=4096)[1]
+
+
+def _read(stream, wanted: bytes, timeout: float, keep: int | None) -> tuple[bytes, int]:
+    """(what came, or about its last ``keep`` bytes; how many bytes came)."""
+    seen, total = b"", 0
     deadline = time.monotonic() + timeout
     while wanted not in seen:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([stream], [], [], left)[0]:
-            raise AssertionError(f"{wanted!r} did not come within {timeout} s; last output: {seen[-400:]!r}")
-        chunk = stream.recv(65536)
-        if not chunk:
-            raise AssertionError(f"the terminal closed before {wanted!r}; last output: {seen[-400:]!r}")
-        seen += chunk
-    return seen
-
-
-def drain_until(stream, wanted: bytes, *, timeout: float) -> int:
-    """Read (and count) everything until ``wanted``, keeping only a tail."""
-    total, tail = 0, b""
-    deadline = time.monotonic() + timeout
-    while wanted not in tail:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([stream], [], [], left)[0]:
-            raise AssertionError(f"{wanted!r} did not come within {timeout} s after {total} bytes")
+            raise AssertionError(f"{wanted!r} did not come within {timeout} s after {total} bytes; "
+                                 f"last output: {seen[-400:]!r}")
         chunk = stream.recv(262144)
         if not chunk:
-            raise AssertionError(f"the terminal closed after {total} bytes, before {wanted!r}")
+            raise AssertionError(f"the terminal closed after {total} bytes, before {wanted!r}; "
+                                 f"last output: {seen[-400:]!r}")
         total += len(chunk)
-        tail = tail[-64:] + chunk[-4096:]
-    return total
+        seen += chunk
+        if keep is not None and len(seen) > 2 * keep:
+            seen = seen[-keep:]
+    return seen, total
 
 
 @pytest.fixture(scope="module")
