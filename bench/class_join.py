@@ -31,7 +31,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import machine, ms, pct  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, machine, ms, pct  # noqa: E402
 from tests.stack import ENGINE, Stack, wait_for  # noqa: E402
 
 LAB = """\
@@ -62,6 +62,7 @@ def lab_folder() -> Path:
 
 def start_stack(warm_seconds: float) -> Stack:
     stack = Stack(Path(tempfile.mkdtemp(prefix="bench-class-")), redis_db=18, env={
+        **DEFAULT_PERIODS,
         "PLAYGROUND_SESSION_RATE_USER": "100000/min",
         "PLAYGROUND_EXEC_RATE_USER": "100000/min",
         "PLAYGROUND_CLASS_WARM_SECONDS": str(warm_seconds),

@@ -33,7 +33,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import cgroup_pids, machine, ms, parent_of, pct, pss_kib  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, cgroup_pids, machine, ms, parent_of, pct, pss_kib  # noqa: E402
 from tests.stack import ENGINE, Stack  # noqa: E402
 
 READY = "docker version --format '{{.Server.Version}}'"
@@ -85,7 +85,7 @@ def report(title: str, results: dict[str, list[float]]) -> None:
 
 
 def start_stack(pool: int) -> Stack:
-    env = {"PLAYGROUND_SESSION_RATE_USER": "100000/min", "PLAYGROUND_POOL_SIZE": "0"}
+    env = {**DEFAULT_PERIODS, "PLAYGROUND_SESSION_RATE_USER": "100000/min", "PLAYGROUND_POOL_SIZE": "0"}
     if pool:
         env.update({"PLAYGROUND_POOL_IMAGES": f"docker={pool}", "PLAYGROUND_POOL_SECONDS": "1"})
     return Stack(Path(tempfile.mkdtemp(prefix="bench-docker-")), redis_db=22, env=env).start()

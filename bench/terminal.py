@@ -35,7 +35,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import machine, pct  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, machine, pct  # noqa: E402
 from tests.stack import ENGINE, Stack  # noqa: E402
 
 END = b"__END__"
@@ -337,6 +337,7 @@ def main() -> None:
         url, token, deployment = args.url.rstrip("/"), args.token, args.deployment
     else:
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-")), redis_db=14, env={
+            **DEFAULT_PERIODS,
             "PLAYGROUND_SESSION_RATE_USER": "100000/min",
             "PLAYGROUND_MAX_SESSIONS_USER": str(args.sessions + 5),
             "PLAYGROUND_HOST_CAPACITY": str(max(100, args.sessions + 10)),
