@@ -107,6 +107,19 @@ def browser():
         launched.close()
 
 
+def page_on(browser, stack, **options):
+    """A page in a fresh browser profile on ``stack`` (a module's own), for a
+    fixture to ``yield from``; uncaught errors in the page fail the test.
+    ``options`` go to ``new_context`` (``accept_downloads=True``, say)."""
+    ctx = browser.new_context(base_url=stack.url, viewport=VIEWPORT, **options)
+    ctx.set_default_timeout(30_000)
+    errors: list[str] = []
+    ctx.on("weberror", lambda error: errors.append(str(error.error)))
+    yield ctx.new_page()
+    ctx.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
 @pytest.fixture
 def context(browser, stack, request):
     """A fresh browser profile: a new guest of the playground."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import VIEWPORT, running_stack
+from tests.e2e.conftest import page_on, running_stack
 from tests.e2e.screens import READY, SessionPage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
@@ -20,13 +20,7 @@ def files_stack(tmp_path_factory, engine, bundle_built):
 
 @pytest.fixture
 def files_page(browser, files_stack):
-    context = browser.new_context(base_url=files_stack.url, viewport=VIEWPORT, accept_downloads=True)
-    context.set_default_timeout(30_000)
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    yield context.new_page()
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    yield from page_on(browser, files_stack, accept_downloads=True)
 
 
 DROP = """([selector, name, text]) => {

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import VIEWPORT, running_stack
+from tests.e2e.conftest import page_on, running_stack
 from tests.e2e.screens import READY, SessionPage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
@@ -22,13 +22,7 @@ def ports_stack(tmp_path_factory, engine, bundle_built):
 
 @pytest.fixture
 def ports_page(browser, ports_stack):
-    context = browser.new_context(base_url=ports_stack.url, viewport=VIEWPORT)
-    context.set_default_timeout(30_000)
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    yield context.new_page()
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    yield from page_on(browser, ports_stack)
 
 
 def test_clicking_a_port_link_opens_the_served_page(ports_page, ports_stack):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import VIEWPORT, running_stack
+from tests.e2e.conftest import page_on, running_stack
 from tests.e2e.screens import READY, SessionPage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
@@ -36,13 +36,7 @@ def stats_stack(tmp_path_factory, engine, bundle_built):
 
 @pytest.fixture
 def stats_page(browser, stats_stack):
-    context = browser.new_context(base_url=stats_stack.url, viewport=VIEWPORT)
-    context.set_default_timeout(30_000)
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    yield context.new_page()
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    yield from page_on(browser, stats_stack)
 
 
 class StatsLine:
@@ -66,7 +60,6 @@ class StatsLine:
                 seen.append(text)
             match = STATS.fullmatch(text.strip())
             if match and check(match):
-                print("STATSDBG", text)
                 return match
             self.page.wait_for_timeout(250)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; the stats line read, in turn: "
