@@ -30,12 +30,14 @@ def read_until(stream, wanted: bytes, *, timeout: float = 20) -> bytes:
     return _read(stream, wanted, timeout, keep=None)[0]
 
 
-def drain_until(stream, wanted: bytes, *, timeout: float) -> int:
-    """Read everything until ``wanted``, keeping only a tail; how many bytes came."""
-    return _read(stream, wanted, timeout, keep=4096)[1]
+def drain_until(stream, wanted: bytes, *, timeout: float, until_closed: bool = False) -> int:
+    """Read everything until ``wanted`` (or, ``until_closed``, until the
+    stream ends), keeping only a tail; how many bytes came."""
+    return _read(stream, wanted, timeout, keep=4096, until_closed=until_closed)[1]
 
 
-def _read(stream, wanted: bytes, timeout: float, keep: int | None) -> tuple[bytes, int]:
+def _read(stream, wanted: bytes, timeout: float, keep: int | None,
+          until_closed: bool = False) -> tuple[bytes, int]:
     """(what came, or about its last ``keep`` bytes; how many bytes came)."""
     seen, total = b"", 0
     deadline = time.monotonic() + timeout
@@ -45,6 +47,8 @@ def _read(stream, wanted: bytes, timeout: float, keep: int | None) -> tuple[byte
             raise AssertionError(f"{wanted!r} did not come within {timeout} s after {total} bytes; "
                                  f"last output: {seen[-400:]!r}")
         chunk = stream.recv(262144)
+        if not chunk and until_closed:
+            return seen, total
         if not chunk:
             raise AssertionError(f"the terminal closed after {total} bytes, before {wanted!r}; "
                                  f"last output: {seen[-400:]!r}")
@@ -117,6 +121,26 @@ def test_the_shell_never_sees_the_key(driver, node):
     assert b"key=[]" in seen
     # The relay's own /proc/PID/environ shows the key blanked out.
     assert b"\r\n1\r\n" in seen
+
+
+def test_a_client_that_stops_reading_does_not_freeze_the_terminal_for_the_others(driver):
+    network = driver.create_network("relay-stuck")
+    created = driver.create_instance(InstanceSpec(f"r{secrets.token_hex(4)}", IMAGE, "node1", network))
+    try:
+        stuck = driver.attach(created.state)  # never read from
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader = driver.attach(created.state)
+        try:
+            reader.sendall(b"head -c 30000000 /dev/zero | tr '\\0' y; echo; echo flood-$((3*5))-done\n")
+            assert drain_until(reader, b"flood-15-done", timeout=90) >= 30_000_000
+            # The one that fell behind was let go rather than followed.
+            assert drain_until(stuck, b"never", timeout=30, until_closed=True) < 30_000_000
+        finally:
+            reader.close()
+            stuck.close()
+    finally:
+        driver.remove_instance(created.state)
+        driver.remove_network(network)
 
 
 def test_the_relay_port_is_not_listed_as_a_learner_port(driver, node):

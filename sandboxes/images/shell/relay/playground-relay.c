@@ -30,9 +30,12 @@
  * - Size: the web tier resizes the container's TTY through the engine; that
  *   TTY is this process's stdin, so SIGWINCH arrives here and the size is
  *   copied onto COMMAND's terminal (which signals COMMAND in turn).
- * - Flow control: output is read from the terminal only while no client has
- *   more than HIGH_WATER bytes waiting to be sent, so a client that stops
- *   reading stops the program that writes (as a local terminal does); input
+ * - Flow control: output is read from the terminal while at least one live
+ *   client has at most HIGH_WATER bytes waiting to be sent, so the fastest
+ *   client sets the pace and clients that all stop reading stop the program
+ *   that writes (as a local terminal does); a client left more than
+ *   MAX_PENDING behind the others is dropped, so a stuck one (a dead engine
+ *   stream under `--connect`) never freezes the terminal for the rest. Input
  *   is read from clients only while the terminal takes it.
  * - SIGTERM/SIGHUP/SIGINT are passed on to COMMAND's process group.
  */
@@ -61,6 +64,7 @@
 #define CHUNK (64 * 1024)
 #define BATCH (256 * 1024)
 #define HIGH_WATER (256 * 1024)
+#define MAX_PENDING (4 * 1024 * 1024) /* a client this far behind the fastest is dropped */
 #define HELLO_MAX 256
 #define INPUT_HIGH (256 * 1024)
 
@@ -173,6 +177,7 @@ static int give(struct client *c, const char *data, size_t len) {
             return -1;
         }
     }
+    if (len && c->pending.len + len > MAX_PENDING) return -1; /* stuck: it must not hold the others up */
     return len ? append(&c->pending, data, len) : 0;
 }
 
@@ -393,9 +398,16 @@ static int server(char **command) {
                 finish();
             }
         }
-        int stalled = 0;
-        for (int i = 0; i < MAX_CLIENTS; i++)
-            if (clients[i].fd >= 0 && clients[i].pending.len > HIGH_WATER) stalled = 1;
+        /* The fastest live client sets the pace: the terminal waits only
+         * while every one of them is behind (a stuck one is dropped in give). */
+        int live = 0, behind = 0;
+        for (int i = 0; i < MAX_CLIENTS; i++) {
+            struct client *c = &clients[i];
+            if (c->fd < 0 || !c->live || c->closing) continue;
+            live++;
+            if (c->pending.len > HIGH_WATER) behind++;
+        }
+        int stalled = live > 0 && behind == live;
 
         fds[0] = (struct pollfd){.fd = master, .events = (short)((stalled ? 0 : POLLIN) | (input.len ? POLLOUT : 0))};
         fds[1] = (struct pollfd){.fd = listener, .events = POLLIN};
