@@ -292,12 +292,15 @@ async def run(api: Api, deployment: str, args) -> None:
     others: list[tuple[str, str]] = []
     try:
         print("one session:")
-        async with WebTerminal(api, iid) as term:
-            await measure(term, args, "web tier (Daphne)")
+        # The floors first: after the web tier's connection closes, its
+        # attachment lingers (PLAYGROUND_TERMINAL_LINGER_SECONDS) as a second
+        # client of the relay, and a floor must be the relay's only client.
         async with RawTerminal(deployment, iid) as raw:
             await measure(raw, args, "raw relay connection (floor)")
         async with RawTerminal(deployment, iid, "engine") as raw:
             await measure(raw, args, "relay through the engine (exec)")
+        async with WebTerminal(api, iid) as term:
+            await measure(term, args, "web tier (Daphne)")
 
         print(f"with {args.sessions} sessions open, each terminal connected and printing a line a second:")
         for _ in range(args.sessions - 1):
