@@ -176,6 +176,14 @@ def update_classroom(*, user, classroom: Classroom, title: str, lab: str, seats:
     return current
 
 
+def changed_by_operator(*, user, classroom: Classroom, fields: list[str]) -> None:
+    """An operator changed the class in the admin (saved already): its warm
+    pool, its dashboard and the audit log follow, as after update_classroom."""
+    _reschedule_warm(classroom, lab_changed="lab" in fields)
+    notify_class(classroom.id)
+    audit.record("class.changed", user=user, classroom=classroom.id, fields=",".join(fields) or "none", via="admin")
+
+
 def classrooms_of(*, user):
     return Classroom.objects.filter(instructors=user).select_related("lab").distinct()
 

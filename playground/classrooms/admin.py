@@ -32,6 +32,11 @@ class ClassroomAdmin(admin.ModelAdmin):
     inlines = [LearnerInline]
     actions = ["end_classes"]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change:  # a new class is warmed by the periodic task like any other
+            actions.changed_by_operator(user=request.user, classroom=obj, fields=list(form.changed_data))
+
     @admin.action(description="End the selected classes (every session in them ends)")
     def end_classes(self, request, queryset):
         for classroom in queryset:

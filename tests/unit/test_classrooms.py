@@ -222,3 +222,53 @@ def test_messages_and_extra_time_reach_the_learners_sessions(open_class, teacher
     assert Session.objects.get(id=session.id).expires_at - before == timedelta(minutes=15)
     with pytest.raises(NotFoundError):
         actions.give_time(classroom=open_class, minutes=15, user=teacher, session_id="not-a-session")
+
+
+def _admin_form_data(page) -> dict:
+    """What the admin's change form would post back unchanged: its fields and
+    its inlines' management forms."""
+    form = page.context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if hasattr(value, "pk"):
+            value = value.pk
+        if hasattr(value, "__iter__") and not isinstance(value, str):  # instructors
+            data[name] = [getattr(v, "pk", v) for v in value]
+        elif hasattr(value, "isoformat"):
+            data[name + "_0"], data[name + "_1"] = value.date().isoformat(), value.time().isoformat()
+        elif value is not None:
+            data[name] = value
+    for inline in page.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        for name in management.fields:
+            data[f"{management.prefix}-{name}"] = management.initial.get(name, 0)
+    return data
+
+
+def test_an_operators_change_in_the_admin_retimes_the_warm_pool(teacher, lab, client, django_user_model,
+                                                                 django_capture_on_commit_callbacks):
+    from playground.classrooms.models import WarmSession
+
+    now = timezone.now()
+    classroom = actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=2,
+                                         starts_at=now + timedelta(minutes=5), ends_at=now + timedelta(hours=3))
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.warm_classes()
+    assert WarmSession.objects.count() == 2
+    client.force_login(django_user_model.objects.create_superuser("ada", password="x" * 12))
+    url = f"/admin/classrooms/classroom/{classroom.pk}/change/"
+    data = _admin_form_data(client.get(url))
+    # Moved to tomorrow: the sessions warmed for today's start go at once,
+    # not when the periodic task next looks.
+    later = timezone.localtime(now + timedelta(days=1))
+    data["starts_at_0"], data["starts_at_1"] = later.date().isoformat(), later.time().replace(microsecond=0).isoformat()
+    ends = later + timedelta(hours=2)
+    data["ends_at_0"], data["ends_at_1"] = ends.date().isoformat(), ends.time().replace(microsecond=0).isoformat()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(url, data)
+    assert answer.status_code == 302, answer.context["adminform"].form.errors if answer.context else answer
+    classroom.refresh_from_db()
+    assert classroom.starts_at > now + timedelta(hours=20)
+    assert WarmSession.objects.count() == 0
+    assert not Session.objects.filter(state__in=Session.LIVE_STATES).exists()
