@@ -50,6 +50,18 @@ def join(who, classroom, django_capture_on_commit_callbacks, **kwargs):
         return actions.join(user=who, code=kwargs.pop("code", classroom.join_code), **kwargs)
 
 
+def warmed_class(teacher, lab, capture, *, seats: int, starts_at, ends_at) -> Classroom:
+    """A class about to start whose warm pool is full (``seats`` sessions)."""
+    from playground.classrooms.models import WarmSession
+
+    classroom = actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=seats,
+                                         starts_at=starts_at, ends_at=ends_at)
+    with capture(execute=True):
+        actions.warm_classes()
+    assert WarmSession.objects.filter(classroom=classroom).count() == seats
+    return classroom
+
+
 def test_only_instructors_create_classes(alice, lab):
     now = timezone.now()
     with pytest.raises(Forbidden):
@@ -186,11 +198,8 @@ def test_warm_sessions_left_after_the_start_window_are_removed(teacher, lab, set
     from playground.classrooms.models import WarmSession
 
     now = timezone.now()
-    classroom = actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=1,
-                                         starts_at=now + timedelta(minutes=1), ends_at=now + timedelta(hours=1))
-    with django_capture_on_commit_callbacks(execute=True):
-        actions.warm_classes()
-    assert WarmSession.objects.count() == 1
+    classroom = warmed_class(teacher, lab, django_capture_on_commit_callbacks, seats=1,
+                             starts_at=now + timedelta(minutes=1), ends_at=now + timedelta(hours=1))
     # The class started a while ago: nothing new is made, and once the window
     # (30 s after the start here) closes the unclaimed session goes.
     Classroom.objects.filter(pk=classroom.pk).update(starts_at=now - timedelta(seconds=20))
@@ -251,11 +260,8 @@ def test_an_operators_change_in_the_admin_retimes_the_warm_pool(teacher, lab, cl
     from playground.classrooms.models import WarmSession
 
     now = timezone.now()
-    classroom = actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=2,
-                                         starts_at=now + timedelta(minutes=5), ends_at=now + timedelta(hours=3))
-    with django_capture_on_commit_callbacks(execute=True):
-        actions.warm_classes()
-    assert WarmSession.objects.count() == 2
+    classroom = warmed_class(teacher, lab, django_capture_on_commit_callbacks, seats=2,
+                             starts_at=now + timedelta(minutes=5), ends_at=now + timedelta(hours=3))
     client.force_login(django_user_model.objects.create_superuser("ada", password="x" * 12))
     url = f"/admin/classrooms/classroom/{classroom.pk}/change/"
     data = _admin_form_data(client.get(url))
