@@ -408,6 +408,12 @@ class FakeDriver(Driver):
         with self.host.lock:
             self.host.running(state).size = (cols, rows)
 
+    def drop_terminals(self, state: dict) -> None:
+        """Test helper: every attachment to the instance's TTY ends while the
+        instance runs on (a relay letting its clients go, an engine restart)."""
+        with self.host.lock:
+            _close_terminals(self.host.running(state))
+
     def terminal_size(self, state: dict) -> tuple[int, int]:
         """Test helper: (cols, rows) of the instance's TTY."""
         with self.host.lock:

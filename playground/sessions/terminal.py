@@ -229,7 +229,7 @@ class Hub:
         self._tasks: set[asyncio.Task] = set()
 
     def start(self) -> None:
-        self._spawn(self._connect(replay=True))
+        self._spawn(self._connect())
 
     @property
     def driver(self):
@@ -246,9 +246,11 @@ class Hub:
             self._linger.cancel()
             self._linger = None
         self.viewers.append(viewer)
-        if self.state in ("live", "reconnecting", "exited"):
+        if self.state in ("live", "exited"):
             self._give_replay(viewer)
             viewer.event({"type": "status", "state": "running" if self.state == "live" else self.state})
+        elif self.state == "reconnecting":  # its replay comes with the current screen, once attached again
+            viewer.event({"type": "status", "state": "reconnecting"})
         self._update_reading()
 
     def leave(self, viewer: Viewer) -> None:
@@ -265,7 +267,9 @@ class Hub:
 
     def acknowledge(self, viewer: Viewer, size: int) -> None:
         viewer.acknowledge(size)
-        if viewer.lagging and not viewer.closed:
+        # Not while reattaching: the ring is about to be replaced (_go_live
+        # catches the lagging up then).
+        if viewer.lagging and not viewer.closed and self.state == "live":
             self._catch_up(viewer)
         self._update_reading()
 
@@ -395,6 +399,8 @@ class Hub:
         for viewer in self.viewers:
             if viewer.waiting:
                 self._give_replay(viewer, replay)
+            elif viewer.lagging and not viewer.closed:
+                self._catch_up(viewer)  # after a reconnection: the current screen, as its window allows
             viewer.event({"type": "status", "state": "running"})
         self._update_reading()
 
@@ -463,15 +469,18 @@ class Hub:
             self._flush_input()
 
     # -- the attachment ------------------------------------------------------------------
-    async def _connect(self, *, replay: bool) -> None:
-        """Attach, again after a drop, with back-off while the instance runs."""
+    async def _connect(self, *, again: bool = False) -> None:
+        """Attach (``again``: after a drop), with back-off while the instance
+        runs. Every attachment starts with the output the host kept, which
+        becomes the ring: after a drop, what this process missed meanwhile is
+        in it, and the connections get it as a fresh replay."""
         announced = False
         for attempt in range(10**9):
             if attempt:
                 await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
             if self.state == "closed":
                 return
-            if attempt or not replay:
+            if attempt or again:
                 verdict = await self._still_running()
                 if verdict is not None:
                     return self._end(verdict)
@@ -479,14 +488,14 @@ class Hub:
                     self._broadcast({"type": "status", "state": "reconnecting"})
                     announced = True
             try:
-                stream = await in_pool(self.driver.attach, self.driver_state, replay=replay)
+                stream = await in_pool(self.driver.attach, self.driver_state, replay=True)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the retry decides
                 log.info("attaching to %s failed (%s); retrying", self.instance_id, exc)
                 continue
             if self.state == "closed":
                 await in_pool(stream.close)
                 return
-            self._use(stream, priming=replay)
+            self._use(stream, again=again)
             return
 
     async def _still_running(self) -> str | int | None:
@@ -510,15 +519,19 @@ class Hub:
             return None
         return None if status.state == "running" else "exited"
 
-    def _use(self, stream: TerminalStream, *, priming: bool) -> None:
+    def _use(self, stream: TerminalStream, *, again: bool) -> None:
         stream.setblocking(False)
         self._stream = stream
         self._fd = stream.fileno()
-        if priming:
-            self.state = "priming"
-            self._update_reading()
-        else:
-            self._go_live()
+        if again:
+            # The host's kept output replaces the ring (the offset runs on:
+            # connections' positions stay comparable).
+            self._ring.clear()
+            self._ring_size = 0
+            self._ring_cut = False
+            self._primed = 0
+        self.state = "priming"
+        self._update_reading()
         if self._size and self._size != self._applied_size:
             self.resize(*self._size)
         self._flush_input()
@@ -528,7 +541,13 @@ class Hub:
         self._drop_stream()
         if self.state != "closed":
             self.state = "reconnecting"
-            self._spawn(self._connect(replay=False))
+            # What comes until the next attachment does not pass here: every
+            # connection is resynchronised with the current screen then.
+            for viewer in self.viewers:
+                if not viewer.waiting:
+                    viewer.lagging = True
+                    viewer.position = -1  # before any ring: a fresh replay, never a doubled tail
+            self._spawn(self._connect(again=True))
 
     def _end(self, how: str | int) -> None:
         if how == "exited":

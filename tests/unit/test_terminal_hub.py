@@ -183,6 +183,48 @@ def test_a_connection_that_fell_behind_the_ring_gets_a_fresh_replay(target):
     run(scenario())
 
 
+def test_after_the_attachment_drops_every_connection_gets_the_current_screen_once(target):
+    from playground.sessions import hosts
+
+    async def scenario():
+        hub = hub_of(target)
+        screen, idle = Screen(hub), Screen(hub)
+        await until(lambda: "running" in screen.states() and "running" in idle.states(), what="live")
+        hub.write(b"echo before\n")
+        await until(lambda: b"echo before\n" in screen.output and b"echo before\n" in idle.output, what="the echo")
+        # Typed through another attachment, then every attachment drops: the
+        # hub never read "meanwhile" live, yet its connections must show it.
+        driver = hosts.driver_for("fake://lab1")
+        other = driver.attach(target.driver_state)
+        other.sendall(b"meanwhile\n")
+        await until(lambda: b"meanwhile\n" in screen.output, what="the other attachment's echo")
+        driver.drop_terminals(target.driver_state)
+        other.close()
+        await until(lambda: screen.states()[-1:] == ["running"] and "reconnecting" in screen.states()
+                    and idle.states()[-1:] == ["running"], what="reconnected")
+        for one in (screen, idle):
+            dropped = one.events.index({"type": "status", "state": "reconnecting"})
+            replays = [e for e in one.events[dropped:] if e["type"] == "replay"]
+            assert len(replays) == 1, (one.events, bytes(one.output))
+            [fresh_replay] = replays
+            fresh = bytes(one.output[-fresh_replay["bytes"]:])
+            assert b"echo before\n" in fresh and b"meanwhile\n" in fresh
+        hub.write(b"after\n")
+        await until(lambda: screen.output.endswith(b"after\n") and idle.output.endswith(b"after\n"),
+                    what="live output again")
+        assert screen.output.count(b"after\n") == 1
+        # A connection that joins about when the attachment drops ends with
+        # the current screen too (its last replay), nothing in it twice.
+        driver.drop_terminals(target.driver_state)
+        late = Screen(hub)
+        await until(lambda: hub.state == "live" and late.states()[-1:] == ["running"]
+                    and b"after\n" in late.output, what="the late one")
+        [*_, last] = [e for e in late.events if e["type"] == "replay"]
+        assert bytes(late.output[-last["bytes"]:]).count(b"after\n") == 1
+
+    run(scenario())
+
+
 def test_input_is_written_in_order_across_connections(target):
     async def scenario():
         hub = hub_of(target)
