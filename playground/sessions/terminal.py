@@ -22,7 +22,11 @@ with exactly the bytes it missed when the ring still holds them, else with a
 fresh replay (the ring from a line boundary, announced by a ``replay`` event).
 A connection that never acknowledges fills its window once and gets nothing
 more. When no connection has room, the hub stops reading. Each connection gets
-the bytes in the order the hub read them, each at most once.
+the bytes in the order the hub read them, each at most once. When the
+attachment drops while the instance runs (the relay let this process go, the
+engine restarted), the hub attaches again with the output the host kept and
+gives every connection that fresh replay: what passed meanwhile is on the
+screen, nothing twice.
 """
 from __future__ import annotations
 
