@@ -39,6 +39,7 @@ from bench.session_start import DEFAULT_PERIODS, machine, pct  # noqa: E402
 from tests.stack import ENGINE, Stack  # noqa: E402
 
 END = b"__END__"
+ECHO_DEADLINE = 30.0  # a terminal that stops echoing is reported, not waited for
 ACK_EVERY = 64 * 1024
 # The command typed to print the flood, and the marker after it (split in the
 # command line so that its echo does not match).
@@ -149,8 +150,12 @@ async def _echo_loop(term, n: int, latencies: list[float]) -> None:
     for i in range(n):
         started = time.perf_counter()
         await term.send(b"x")
-        while b"x" not in await term.chunk():
-            pass
+        try:
+            async with asyncio.timeout(ECHO_DEADLINE):
+                while b"x" not in await term.chunk():
+                    pass
+        except TimeoutError:
+            raise EOFError(f"keystroke {i} was not echoed within {ECHO_DEADLINE:.0f} s") from None
         latencies.append(time.perf_counter() - started)
         if i % 100 == 99:  # keep the line short
             await term.send(b"\n")
@@ -165,7 +170,8 @@ async def web_throughput(term, size: int, progress: list[int] | None = None) -> 
     tail = b""
     progress = progress if progress is not None else [0]
     while True:
-        chunk = await term.chunk()
+        async with asyncio.timeout(ECHO_DEADLINE):
+            chunk = await term.chunk()
         total += len(chunk)
         progress[0] = total
         if END in tail + chunk:
@@ -249,8 +255,8 @@ async def measure(term, args, label: str) -> None:
     try:
         report_echo(label, await web_echo(term, args.keystrokes))
         total, seconds = await web_throughput(term, args.megabytes * 1_000_000, progress)
-    except EOFError as exc:
-        print(f"  {label:34} FAILED after {progress[0]} bytes of output: {exc}")
+    except (EOFError, TimeoutError) as exc:
+        print(f"  {label:34} FAILED after {progress[0]} bytes of output: {exc or 'no output for 30 s'}")
         return
     report_throughput(label, total, seconds)
 
