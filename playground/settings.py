@@ -35,7 +35,7 @@ def env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -45,6 +45,8 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
         raise ValueError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ValueError(f"{name}={value} is below its minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}={value} is above its maximum {maximum}")
     return value
 
 
@@ -471,9 +473,7 @@ PLAYGROUND_ACTIVITY_FLUSH_SECONDS = env_float("PLAYGROUND_ACTIVITY_FLUSH_SECONDS
 
 # The web tier's nice value (playground/priority.py): below the sandboxes'
 # (0) so that terminals stay quick while instances are busy; 0 leaves it.
-PLAYGROUND_WEB_NICE = env_int("PLAYGROUND_WEB_NICE", -10, minimum=-20)
-if PLAYGROUND_WEB_NICE > 19:
-    raise ValueError(f"PLAYGROUND_WEB_NICE={PLAYGROUND_WEB_NICE} is above its maximum 19")
+PLAYGROUND_WEB_NICE = env_int("PLAYGROUND_WEB_NICE", -10, minimum=-20, maximum=19)
 
 # Browser terminal (the shared TTY of each instance, API.md "Terminal").
 # Output kept per instance and replayed to a new connection (at least 64 KiB).

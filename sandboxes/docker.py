@@ -10,7 +10,7 @@ create_instance     3: create (attached to its network), start, inspect (IP);
                     nested Docker: +1 volume, +3 exec waiting for the inner engine
 connect_instance    3: disconnect ``none``, connect, inspect
 exec                3: exec create, exec start (hijacked stream), exec inspect
-usable              1: inspect; nested Docker: +3 exec asking the inner engine
+usable              1: inspect; nested Docker: 3 instead (an exec asking the inner engine)
 put_file/get_file   1 (get: +1 per symbolic link followed)
 attach              relay images: inspect + a TCP connection to the instance's
                     relay; others: attach (hijacked stream), inspect
@@ -569,11 +569,9 @@ class DockerDriver(Driver):
     # -- exec -------------------------------------------------------------------
     def usable(self, state: dict) -> bool:
         try:
-            if self.inspect(state).state != "running":
-                return False
-            if not state.get("nested_docker"):
-                return True
-            return self.exec(state, _INNER_ENGINE_WAIT.format(seconds=2), timeout=10).exit_code == 0
+            if state.get("nested_docker"):  # an exec needs a running instance: it asks both
+                return self.exec(state, _INNER_ENGINE_WAIT.format(seconds=2), timeout=10).exit_code == 0
+            return self.inspect(state).state == "running"
         except DriverError:
             return False
 

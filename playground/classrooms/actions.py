@@ -169,19 +169,21 @@ def update_classroom(*, user, classroom: Classroom, title: str, lab: str, seats:
         for field, value in new.items():
             setattr(current, field, value)
         current.save()
-    _reschedule_warm(current, lab_changed="lab_id" in changed)
-    notify_class(current.id)
-    audit.record("class.changed", user=user, classroom=current.id,
-                 fields=",".join(f.removesuffix("_id") for f in changed) or "none")
+    _changed(user=user, classroom=current, fields=[f.removesuffix("_id") for f in changed])
     return current
 
 
 def changed_by_operator(*, user, classroom: Classroom, fields: list[str]) -> None:
-    """An operator changed the class in the admin (saved already): its warm
-    pool, its dashboard and the audit log follow, as after update_classroom."""
+    """An operator changed the class in the admin (saved already): the same
+    follows as after update_classroom."""
+    _changed(user=user, classroom=classroom, fields=fields, via="admin")
+
+
+def _changed(*, user, classroom: Classroom, fields: list[str], **audited) -> None:
+    """A saved change of ``fields``: the warm pool, the dashboard and the audit log follow."""
     _reschedule_warm(classroom, lab_changed="lab" in fields)
     notify_class(classroom.id)
-    audit.record("class.changed", user=user, classroom=classroom.id, fields=",".join(fields) or "none", via="admin")
+    audit.record("class.changed", user=user, classroom=classroom.id, fields=",".join(fields) or "none", **audited)
 
 
 def classrooms_of(*, user):

@@ -413,6 +413,8 @@ def provision_instance(*, instance_id: str) -> None:
     queued_at = session.created_at if instance.driver_state and session is not None else instance.created_at
     hop_ms = (timezone.now() - queued_at).total_seconds() * 1000
     driver = hosts.driver_for(instance.host)
+    # A pooled instance waits under its image's policy (_claim_pooled matches it).
+    egress = session.egress if session is not None else egress_policy(image=instance.image)
     created = None
     for attempt, delay in enumerate((0.0, *PROVISION_RETRY_DELAYS)):
         time.sleep(delay)
@@ -420,7 +422,7 @@ def provision_instance(*, instance_id: str) -> None:
             if session is not None:
                 network = _ensure_network(session)
             else:  # a pooled instance waits on a network of its own, handed over with it
-                network = driver.create_network(instance.id, **_network_options(egress_policy(image=instance.image)))
+                network = driver.create_network(instance.id, **_network_options(egress))
                 Instance.objects.filter(id=instance.id).update(pool_network=network)
             if instance.driver_state and network is not None:
                 # A pooled container, claimed: it joins the session's network.
@@ -430,7 +432,7 @@ def provision_instance(*, instance_id: str) -> None:
                 InstanceSpec(
                     instance_id=instance.id,
                     image=_image_ref(instance.image),
-                    **_image_options(instance.image, session.egress if session else egress_policy(image=instance.image)),
+                    **_image_options(instance.image, egress),
                     hostname=instance.hostname,
                     network=network,
                     limits=instance_limits(),
