@@ -21,7 +21,7 @@ priority.apply_nice(settings.PLAYGROUND_WEB_NICE)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from playground import wsauth  # noqa: E402
+from playground import rawsocket, wsauth  # noqa: E402
 from playground.classrooms import routing as classrooms_routing  # noqa: E402
 from playground.ports import proxy as port_proxy  # noqa: E402
 from playground.sessions import routing as sessions_routing  # noqa: E402
@@ -30,6 +30,8 @@ websocket_routes: list = [*sessions_routing.websocket_urlpatterns, *classrooms_r
 
 # Frames over Daphne's limit (1 MiB) close with 1009 rather than a dropped connection.
 wsauth.close_oversized_frames_cleanly()
+# Terminals may take their socket from Daphne after the handshake (playground.rawsocket).
+rawsocket.offer()
 
 # Requests to an instance port's origin (API.md, "Ports") go to its proxy,
 # before Django or Channels see them.

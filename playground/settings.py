@@ -481,6 +481,10 @@ PLAYGROUND_TERMINAL_REPLAY_KB = env_int("PLAYGROUND_TERMINAL_REPLAY_KB", 256, mi
 # How long a TTY attachment stays open after its last viewer leaves (a reload
 # reattaches without losing anything).
 PLAYGROUND_TERMINAL_LINGER_SECONDS = env_float("PLAYGROUND_TERMINAL_LINGER_SECONDS", 10.0, minimum=0.0)
+# Terminal WebSockets read and written on their own socket once Daphne has
+# accepted them (playground/rawsocket.py; plain connections, not TLS): a
+# keystroke's echo skips Twisted, Autobahn and Channels. Off: all through ASGI.
+PLAYGROUND_TERMINAL_DIRECT = env_bool("PLAYGROUND_TERMINAL_DIRECT", True)
 # Threads doing blocking socket work for attachments (one per busy TTY).
 PLAYGROUND_TERMINAL_THREADS = env_int("PLAYGROUND_TERMINAL_THREADS", 64, minimum=4)
 # Input a connection may send: a sustained rate and a burst (KiB), and frames

@@ -12,6 +12,13 @@ leave) the instructor types and the owner's input is dropped. Every
 connection to the terminal gets ``{"type": "control", "by": ...}`` on connect
 and on each change. ``takeover``/``release`` from the owner change nothing and
 are answered with the control event again.
+
+The socket: where Daphne offers it (``playground.rawsocket``, plain
+connections) and ``PLAYGROUND_TERMINAL_DIRECT`` is on, the consumer takes the
+accepted WebSocket's socket and reads and writes its frames itself, from the
+event loop: a keystroke and its echo skip Twisted, Autobahn, Daphne's queue
+and Channels. The handshake, the checks and the disconnect stay Daphne's and
+Channels'. Elsewhere (TLS, another server) frames go through ASGI as usual.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from playground import rawsocket
 from playground.errors import NotFoundError, SessionOver
 
 from . import actions, terminal
@@ -109,9 +117,14 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         except StopConsumer:
             raise
         except Exception:
-            log.exception("terminal of %s failed", getattr(self, "instance_id", "?"))
-            self._leave()
-            raise  # Daphne closes the socket with 1011
+            self._failed()
+            raise  # Daphne closes the socket with 1011 (we do, when the socket is ours)
+
+    def _failed(self) -> None:
+        log.exception("terminal of %s failed", getattr(self, "instance_id", "?"))
+        self._leave()
+        if getattr(self, "conn", None) is not None:
+            self.conn.close(1011)
 
     # -- connecting ------------------------------------------------------------------
     async def connect(self) -> None:
@@ -137,7 +150,28 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         )
         # Close codes only reach a browser after the handshake: accept first.
         await self.accept()
-        self._spawn(self._send_frames())
+        self.conn: rawsocket.Connection | None = None
+        queued: list[dict] = []
+        if settings.PLAYGROUND_TERMINAL_DIRECT:
+            taken = rawsocket.take(self.scope, on_message=self._on_socket_message)
+            if taken is not None:
+                self.conn, queued = taken
+                self.viewer.deliver_to(self._deliver)
+                _note_direct()
+        if self.conn is None:
+            self._spawn(self._send_frames())
+        try:
+            await self._open()
+        finally:
+            if self.conn is not None:
+                # What the client sent meanwhile, in order: Daphne's queue first.
+                for message in queued:
+                    if message["type"] == "websocket.receive":
+                        self._on_socket_message(message.get("bytes") or message.get("text") or b"")
+                self.conn.start()
+
+    async def _open(self) -> None:
+        """The instance, the session's events, the hub."""
         try:
             target = await self._lookup()
         except NotFoundError:
@@ -221,6 +255,26 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _deliver(self) -> None:
+        """Our own socket's sender: what the viewer queued, written at once."""
+        conn = self.conn
+        for frame in self.viewer.take():
+            if isinstance(frame, bytes):
+                conn.send_bytes(frame)
+            elif isinstance(frame, str):
+                conn.send_text(frame)
+            else:
+                conn.close(frame)
+
+    def _on_socket_message(self, message: bytes | str) -> None:
+        try:
+            if isinstance(message, bytes):
+                self._receive(bytes_data=message)
+            else:
+                self._receive(text_data=message)
+        except Exception:  # noqa: BLE001 - as dispatch does: 1011 and leave
+            self._failed()
+
     async def _send_frames(self) -> None:
         """The one sender of this socket: output, events and the close, in order."""
         while True:
@@ -235,6 +289,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     # -- from the client -------------------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        self._receive(text_data, bytes_data)
+
+    def _receive(self, text_data=None, bytes_data=None) -> None:
         if self.viewer.closed:
             return
         if bytes_data is not None:
@@ -360,6 +417,17 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     def _session_over(self) -> None:
         self.viewer.event({"type": "status", "state": "session_over"})
         self.viewer.close(SESSION_OVER)
+
+
+_direct_noted = False
+
+
+def _note_direct() -> None:
+    """Say once per process that terminals run on their own sockets."""
+    global _direct_noted
+    if not _direct_noted:
+        _direct_noted = True
+        log.info("terminal WebSockets run on their own sockets (PLAYGROUND_TERMINAL_DIRECT)")
 
 
 def _is_int(value) -> bool:

@@ -125,7 +125,9 @@ class Viewer:
 
     The outbox holds what is to go out, in order: ``bytes`` (output, counted
     against the window until acknowledged), ``str`` (a JSON event) or ``int``
-    (a close code, the last item). The connection's sender drains it.
+    (a close code, the last item). The connection's sender drains it: a task
+    awaiting ``frames()``, or, given ``deliver_to(callback)``, the callback,
+    called as soon as something is queued and taking it with ``take()``.
     """
 
     def __init__(self) -> None:
@@ -136,6 +138,13 @@ class Viewer:
         self.closed = False
         self.outbox: deque[bytes | str | int] = deque()
         self._ready = asyncio.Event()
+        self._notify: Callable[[], None] = self._ready.set
+
+    def deliver_to(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (at once, on the loop) whenever something is queued."""
+        self._notify = callback
+        if self.outbox:
+            callback()
 
     @property
     def room(self) -> int:
@@ -150,18 +159,18 @@ class Viewer:
             return
         self.unacked += len(data)
         self.outbox.append(data)
-        self._ready.set()
+        self._notify()
 
     def event(self, message: dict) -> None:
         if not self.closed:
             self.outbox.append(json.dumps(message))
-            self._ready.set()
+            self._notify()
 
     def close(self, code: int) -> None:
         if not self.closed:
             self.closed = True
             self.outbox.append(code)
-            self._ready.set()
+            self._notify()
 
     def acknowledge(self, size: int) -> None:
         self.unacked = max(0, self.unacked - size)
@@ -170,6 +179,10 @@ class Viewer:
         """What to send next, adjacent output joined into frames; waits for some."""
         await self._ready.wait()
         self._ready.clear()
+        return self.take()
+
+    def take(self) -> list[bytes | str | int]:
+        """What to send now (maybe nothing), adjacent output joined into frames."""
         frames: list[bytes | str | int] = []
         parts: list[bytes] = []
         size = 0

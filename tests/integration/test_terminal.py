@@ -147,6 +147,13 @@ def test_typed_commands_run_and_their_output_comes_back(stack, alice, new_sessio
     term.type("echo $((6*7))\n")
     term.expect(rb"\b42\r?\n")
     term.close()
+    # By default the frames went over the connection's own socket, not through
+    # Twisted (playground.rawsocket; tests/integration/test_terminal_asgi.py
+    # runs the ASGI way).
+    assert DIRECT_NOTE in stack.log("web")
+
+
+DIRECT_NOTE = "terminal WebSockets run on their own sockets"
 
 
 def test_connecting_while_the_instance_provisions_shows_the_status_then_the_shell(stack, alice, new_session):

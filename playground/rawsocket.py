@@ -1,0 +1,325 @@
+"""A WebSocket on its own socket: the terminal's frames without Twisted.
+
+Through Daphne every keystroke and every echo passes Twisted's reactor,
+Autobahn's framing, Daphne's queue and Channels' dispatch: about 0.4 ms of
+Python per keystroke, and over 1 ms when the caches went cold since the last
+one (as between the keys of someone typing), most of the echo's time. On its
+own socket a frame costs a read, the ``websockets`` library's sans-I/O parser
+and a write.
+
+``offer()`` (called once from ``asgi.py``) makes Daphne put
+``"playground.socket"`` in the ``extensions`` of a WebSocket's scope when the
+connection is a plain socket (not TLS). After accepting, a consumer may call
+``take()``: the socket leaves Twisted (which neither reads nor writes it again,
+nor pings it, nor times it out) together with what Twisted had yet to send (the
+handshake's answer) and what Autobahn had read and not yet parsed; the messages
+Daphne had queued for the application come back to be handled first. When the
+connection ends, the socket goes back to Twisted to be closed, and Daphne tells
+the application (``websocket.disconnect``) as for any connection.
+
+Everything here runs on the event loop's thread, as Twisted does.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+from websockets.frames import Opcode
+from websockets.protocol import CLOSED, OPEN, Protocol, Side
+
+log = logging.getLogger(__name__)
+# websockets logs every closed connection at INFO; the web tier's own log says enough.
+_frames_log = logging.getLogger(f"{__name__}.frames")
+_frames_log.setLevel(logging.WARNING)
+
+EXTENSION = "playground.socket"
+CLOSE_TIMEOUT = 2.0
+"""Seconds to wait for the client's half of the closing handshake."""
+READ_SIZE = 256 * 1024
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+
+
+def offer() -> None:
+    """Make Daphne offer the socket of each plain WebSocket connection in its
+    scope (idempotent; nothing when not running under Daphne)."""
+    try:
+        from daphne.server import Server
+        from daphne.ws_protocol import WebSocketProtocol
+    except ImportError:
+        return
+    if getattr(Server, "_playground_offers_sockets", False):
+        return
+    create = Server.create_application
+
+    def create_application(self, protocol, scope):
+        if isinstance(protocol, WebSocketProtocol) and _plain(protocol.transport):
+            scope.setdefault("extensions", {})[EXTENSION] = {"protocol": protocol}
+        return create(self, protocol, scope)
+
+    Server.create_application = create_application
+    Server._playground_offers_sockets = True
+
+
+def _plain(transport) -> bool:
+    """A connection whose socket carries the WebSocket's bytes as they are."""
+    from twisted.internet.tcp import Connection as TCPConnection
+
+    return isinstance(transport, TCPConnection) and getattr(transport, "socket", None) is not None
+
+
+def _nothing(*args, **kwargs) -> None:
+    return None
+
+
+def take(scope: dict, *, on_message: Callable[[bytes | str], None]) -> tuple[Connection, list[dict]] | None:
+    """The accepted WebSocket of ``scope`` on its own socket, with the ASGI
+    messages Daphne had queued for the application (handle them first); None
+    when the server does not offer it or the connection is not in a state to
+    be handed over (then go on through ASGI).
+
+    ``on_message`` gets each message the client sends: ``bytes`` for binary,
+    ``str`` for text. Reading starts with ``Connection.start()``."""
+    offered = scope.get("extensions", {}).get(EXTENSION)
+    if not offered:
+        return None
+    protocol = offered["protocol"]
+    transport = protocol.transport
+    if (
+        getattr(protocol, "_playground_taken", False)
+        or protocol.state != protocol.STATE_OPEN
+        or protocol.current_frame is not None  # Autobahn is inside a frame
+        or protocol.inside_message
+        or protocol.websocket_extensions_in_use
+        or not transport.connected
+        or transport.disconnecting
+    ):
+        return None
+    protocol._playground_taken = True
+    transport.stopReading()
+    transport.stopWriting()
+    unsent = bytes(transport.dataBuffer[transport.offset :]) + b"".join(transport._tempDataBuffer)
+    transport.dataBuffer, transport.offset = b"", 0
+    transport._tempDataBuffer, transport._tempDataLen = [], 0
+    # Nothing in Twisted, Autobahn or Daphne touches the socket from now on.
+    transport.startReading = transport.startWriting = _nothing
+    protocol.check_timeouts = _nothing  # Daphne's pings and timeouts: ours now
+    protocol.handle_exception = _nothing  # the application closes with 1011 itself
+    unparsed, protocol.data = protocol.data, b""
+    queued = []
+    while not protocol.application_queue.empty():
+        queued.append(protocol.application_queue.get_nowait())
+    server = protocol.factory.server_class
+    connection = Connection(
+        transport,
+        on_message=on_message,
+        max_size=server.websocket_max_message_size or None,  # Daphne's 0 is "no limit"
+        ping_interval=server.ping_interval,
+        ping_timeout=server.ping_timeout,
+        unsent=unsent,
+        unparsed=unparsed,
+    )
+    return connection, queued
+
+
+class Connection:
+    """One WebSocket (server side) on a non-blocking socket: frames parsed and
+    made by ``websockets``' sans-I/O ``Protocol``, reads and writes straight
+    from the event loop. Writes go out at once; what the socket does not take
+    waits, in order, for it to drain."""
+
+    def __init__(self, transport, *, on_message: Callable[[bytes | str], None], max_size: int,
+                 ping_interval: float, ping_timeout: float, unsent: bytes = b"", unparsed: bytes = b"") -> None:
+        self._transport = transport
+        self._sock: socket.socket = transport.socket
+        self._fd = self._sock.fileno()
+        self._loop = asyncio.get_running_loop()
+        self._ws = Protocol(Side.SERVER, state=OPEN, max_size=max_size, logger=_frames_log)
+        self._on_message = on_message
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._out: deque[memoryview] = deque()
+        self._writing = False
+        self._reading = False
+        self._shut = False  # to shut our side of TCP once all is out (the closing handshake's end)
+        self._shut_done = False
+        self._parts: list[bytes] = []  # a fragmented message's frames so far
+        self._opcode: Opcode | None = None
+        self._unparsed = unparsed
+        self._last_heard = time.monotonic()
+        self._pinged = False
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.ended = False
+        if unsent:
+            self._out.append(memoryview(unsent))
+            self._flush()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the socket."""
+        return sum(len(chunk) for chunk in self._out)
+
+    def start(self) -> None:
+        """Begin reading (the bytes Autobahn had read first)."""
+        if self.ended or self._reading:
+            return
+        self._loop.add_reader(self._fd, self._on_readable)
+        self._reading = True
+        if not self._closing:
+            self._arm(self._ping_interval)
+        if self._unparsed:
+            data, self._unparsed = self._unparsed, b""
+            self._received(data)
+
+    # -- sending --------------------------------------------------------------------
+    def send_bytes(self, data: bytes) -> None:
+        if self._ws.state is OPEN:
+            self._ws.send_binary(data)
+            self._push()
+
+    def send_text(self, text: str) -> None:
+        if self._ws.state is OPEN:
+            self._ws.send_text(text.encode())
+            self._push()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the connection ends when the client
+        answers, or after ``CLOSE_TIMEOUT``."""
+        if self._ws.state is OPEN:
+            self._ws.send_close(code, reason)
+            self._push()
+
+    def _push(self) -> None:
+        for data in self._ws.data_to_send():
+            if data:
+                self._out.append(memoryview(data))
+            else:  # the protocol's end of stream: shut our side once all is out
+                self._shut = True
+        self._flush()
+        if self._ws.state is not OPEN and not self._closing and not self.ended:
+            self._closing = True  # the keepalive gives way to the closing handshake's deadline
+            self._arm(CLOSE_TIMEOUT)
+
+    def _flush(self) -> None:
+        while self._out:
+            chunk = self._out[0]
+            try:
+                sent = self._sock.send(chunk)
+            except _WOULD_BLOCK:
+                sent = 0
+            except OSError as exc:
+                return self._end(f"write failed: {exc}")
+            if sent < len(chunk):
+                self._out[0] = chunk[sent:]
+                if not self._writing:
+                    self._loop.add_writer(self._fd, self._flush)
+                    self._writing = True
+                return
+            self._out.popleft()
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        if self._shut and not self._shut_done and not self.ended:
+            self._shut_done = True
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if self._shut_done and self._ws.state is CLOSED:
+            self._end("closed")
+
+    # -- receiving -------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            return self._end(f"read failed: {exc}")
+        if not data:
+            self._ws.receive_eof()
+            self._push()
+            return self._end("the client closed the connection")  # (if _push did not already)
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        self._last_heard = time.monotonic()
+        self._pinged = False
+        self._ws.receive_data(data)
+        for frame in self._ws.events_received():
+            if self.ended:
+                return
+            opcode = frame.opcode
+            if opcode is Opcode.CONT:
+                self._parts.append(frame.data)
+                if not frame.fin:
+                    continue
+                opcode, self._opcode = self._opcode, None
+                data, self._parts = b"".join(self._parts), []
+            elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if not frame.fin:
+                    self._opcode, self._parts = opcode, [frame.data]
+                    continue
+                data = frame.data
+            else:  # ping (answered by the protocol), pong, close
+                continue
+            if opcode is Opcode.TEXT:
+                try:
+                    message: bytes | str = data.decode()
+                except UnicodeDecodeError as exc:
+                    self._ws.fail(1007, f"{exc.reason} at position {exc.start}")
+                    break
+            else:
+                message = data
+            if self._ws.state is OPEN:
+                self._on_message(message)
+        self._push()
+
+    # -- keepalive and the end -----------------------------------------------------------
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.ended:
+            return
+        if self._ws.state is not OPEN:  # the client never finished the closing handshake
+            return self._end("no answer to the close frame")
+        quiet = time.monotonic() - self._last_heard
+        if self._pinged and quiet >= self._ping_interval + self._ping_timeout:
+            return self._end("no answer to a ping")
+        if quiet >= self._ping_interval and not self._pinged:
+            self._ws.send_ping(b"")
+            self._pinged = True
+            self._push()
+        self._arm(self._ping_interval if not self._pinged else self._ping_timeout)
+
+    def _end(self, why: str) -> None:
+        """Give the socket back to Twisted, which closes it and tells Daphne."""
+        if self.ended:
+            return
+        self.ended = True
+        log.debug("websocket on fd %s: %s", self._fd, why)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        self._out.clear()
+        from twisted.internet import error
+        from twisted.python import failure
+
+        clean = self._ws.close_rcvd is not None and self._ws.close_sent is not None
+        reason = error.ConnectionDone() if clean else error.ConnectionLost(why)
+        self._transport.connectionLost(failure.Failure(reason))
