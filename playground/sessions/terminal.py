@@ -370,11 +370,25 @@ class Hub:
             self._reading = False
 
     def _on_readable(self) -> None:
+        """Read what the TTY has, up to a budget, and hand what was read live
+        to the connections at once: one chunk (one frame each), however many
+        reads it took."""
+        batch: list[bytes] = []
+        try:
+            self._read(batch)
+        finally:
+            if batch:
+                self._fan_out(b"".join(batch) if len(batch) > 1 else batch[0])
+                self._update_reading()
+
+    def _read(self, batch: list[bytes]) -> None:
         budget = READ_BUDGET
+        batched = 0
         while self._reading and self._stream is not None:
-            limit = self._read_limit()
+            limit = self._read_limit() - batched
             if limit <= 0:
-                self._stop_reading()
+                if not batched:
+                    self._stop_reading()
                 return
             try:
                 data = self._stream.recv(min(limit, budget))
@@ -383,9 +397,11 @@ class Hub:
                     self._go_live()
                 return
             except OSError as exc:
+                self._flush_batch(batch)
                 self._lost(f"read failed: {exc}")
                 return
             if not data:
+                self._flush_batch(batch)
                 self._lost("the engine closed the attachment")
                 return
             self._keep(data)
@@ -394,11 +410,18 @@ class Hub:
                 if self._primed >= 2 * self.limits.replay_bytes:  # a flood: do not wait for a pause
                     self._go_live()
             else:
-                self._fan_out(data)
+                batch.append(data)
+                batched += len(data)
             budget -= len(data)
             if budget <= 0:
                 self.loop.call_soon(self._on_readable)
                 return
+
+    def _flush_batch(self, batch: list[bytes]) -> None:
+        """What was read before the attachment dropped goes out first."""
+        if batch:
+            self._fan_out(b"".join(batch))
+            batch.clear()
 
     def _fan_out(self, data: bytes) -> None:
         size = len(data)
