@@ -100,6 +100,8 @@ def take(scope: dict, *, on_message: Callable[[bytes | str], None]) -> tuple[Con
     ):
         return None
     protocol._playground_taken = True
+    if transport.socket.family in (socket.AF_INET, socket.AF_INET6):
+        transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Autobahn sets it: no Nagle
     transport.stopReading()
     transport.stopWriting()
     unsent = bytes(transport.dataBuffer[transport.offset :]) + b"".join(transport._tempDataBuffer)
