@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import posixpath
 import re
 import secrets
@@ -58,9 +59,10 @@ import select
 import socket
 import ssl
 import tarfile
+import threading
 import time
 from base64 import b64decode
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import docker
@@ -88,6 +90,8 @@ from .base import (
     TerminalStream,
     parse_listening,
 )
+
+log = logging.getLogger(__name__)
 
 # Docker object names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (the engine's own rule).
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -811,9 +815,16 @@ class DockerDriver(Driver):
 
     def _attach_relay_exec(self, state: dict, mode: str) -> TerminalStream:
         """The relay through the engine (an instance the web tier cannot reach,
-        such as one on no network): a client of it exec'd in the instance."""
+        such as one on no network, or on another lab host): a client of it
+        exec'd in the instance.
+
+        With a TTY the engine does not end an exec when its attachment
+        closes: the client would copy the terminal into nowhere for as long
+        as the instance runs. So it says its PID first, and closing the
+        stream stops it."""
         created = self.api.exec_create(
-            state["id"], [RELAY_PATH, "--connect", mode], stdin=True, stdout=True, stderr=True, tty=True, user="0"
+            state["id"], ["/bin/sh", "-c", 'echo "$$"; exec "$0" --connect "$1"', RELAY_PATH, mode],
+            stdin=True, stdout=True, stderr=True, tty=True, user="0",
         )
         response = self.api._post_json(
             self.api._url("/exec/{0}/start", created["Id"]),
@@ -821,7 +832,32 @@ class DockerDriver(Driver):
             headers={"Connection": "Upgrade", "Upgrade": "tcp"},
             stream=True,
         )
-        return DockerTerminal(self._hijack(response))
+        stream = self._hijack(response)
+        try:
+            pid = _first_line_pid(stream, deadline=time.monotonic() + self.timeout)
+        except BaseException:
+            stream.close()
+            raise
+        container_id = state["id"]
+        return DockerTerminal(stream, on_close=lambda: self._stop_relay_client(container_id, pid))
+
+    def _stop_relay_client(self, container_id: str, pid: int) -> None:
+        """Stop the relay client ``pid`` exec'd for an attachment that closed,
+        in the background (closing a stream never waits for the engine). Only
+        a relay client is stopped, should the PID be another's by then."""
+
+        def stop() -> None:
+            try:
+                created = self.api.exec_create(
+                    container_id,
+                    ["/bin/sh", "-c", f"grep -q -- --connect /proc/{pid}/cmdline 2>/dev/null && kill {pid}"],
+                    user="0",
+                )
+                self.api.exec_start(created["Id"], detach=True)
+            except Exception as exc:  # noqa: BLE001 - the instance may be gone, and the client with it
+                log.debug("could not stop relay client %s in %s: %s", pid, container_id[:12], exc)
+
+        threading.Thread(target=stop, name="relay-client-stop", daemon=True).start()
 
     def _attach_engine(self, state: dict, *, replay: bool) -> TerminalStream:
         with self._engine_errors(f"attach to instance {state.get('name')}"):
@@ -1019,6 +1055,10 @@ class _Hijacked:
         pending, self._pending = self._pending, b""
         return pending
 
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` back, to be read before anything else."""
+        self._pending = data + self._pending
+
     def has_buffered(self) -> bool:
         return bool(self._pending) or (
             isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
@@ -1073,8 +1113,9 @@ class DockerTerminal:
     ``fileno()`` should call ``recv`` once right away if ``has_pending()``.
     """
 
-    def __init__(self, stream: _Hijacked) -> None:
+    def __init__(self, stream: _Hijacked, *, on_close: Callable[[], None] | None = None) -> None:
         self._stream = stream
+        self._on_close = on_close
         stream.sock.settimeout(None)  # a quiet terminal is not an error
 
     def fileno(self) -> int:
@@ -1103,6 +1144,31 @@ class DockerTerminal:
 
     def close(self) -> None:
         self._stream.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+
+def _first_line_pid(stream: _Hijacked, *, deadline: float) -> int:
+    """Read the PID an exec'd relay client prints first; what follows stays
+    in the stream, to be read as the terminal's."""
+    data = stream.take_pending()
+    poller = select.poll()
+    poller.register(stream.fileno(), select.POLLIN)
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            raise DriverError("the relay client in the instance did not start")
+        chunk = stream.recv_nowait(4096)
+        if chunk == b"":
+            raise DriverError("the relay client in the instance ended at once")
+        data += chunk or b""
+    line, rest = data.split(b"\n", 1)
+    stream.unread(rest)
+    try:
+        return int(line.strip())
+    except ValueError:
+        raise DriverError(f"the relay client in the instance said {line[:80]!r}, not its PID") from None
 
 
 # Waits in the instance until its engine answers. dockerd makes its socket

@@ -192,10 +192,32 @@ def test_without_a_reachable_address_the_relay_is_reached_through_the_engine(dri
             # client in the instance waits for room instead of giving up.
             terminal.sendall(b"head -c 20000000 /dev/zero | tr '\\0' x; echo; echo flood-$((2*4))-done\n")
             assert drain_until(terminal, b"flood-8-done", timeout=60) >= 20_000_000
+            assert relay_clients(driver, created.state), "the exec'd relay client runs while attached"
         finally:
             terminal.close()
+        # The engine does not end a TTY exec when its attachment closes; the
+        # driver stops the client, else it would copy the terminal into
+        # nowhere for as long as the instance runs.
+        deadline = time.monotonic() + 20
+        while relay_clients(driver, created.state):
+            assert time.monotonic() < deadline, f"still running: {relay_clients(driver, created.state)}"
+            time.sleep(0.2)
+        # And a new attachment through the engine still works.
+        again = driver.attach(created.state)
+        try:
+            again.sendall(b"echo again-$((5*5))\n")
+            read_until(again, b"again-25")
+        finally:
+            again.close()
     finally:
         driver.remove_instance(created.state)
+
+
+def relay_clients(driver, state: dict) -> list[str]:
+    """The relay clients (``playground-relay --connect``) running in the instance."""
+    top = driver.api.top(state["id"], ps_args="-eo pid,args")
+    column = top["Titles"].index("COMMAND") if "COMMAND" in top["Titles"] else -1
+    return [" ".join(row) for row in top["Processes"] if "--connect" in row[column]]
 
 
 def test_the_instance_ends_when_its_shell_loop_ends(driver):
