@@ -668,14 +668,14 @@ class DockerDriver(Driver):
         if not pid:
             return
         try:
-            kill = self.api.exec_create(
-                container_id,
-                ["sh", "-c", f"kill -9 -{pid} 2>/dev/null || kill -9 {pid}"],
-                user="0",
-            )
-            self.api.exec_start(kill["Id"], detach=True)
+            self._detached(container_id, f"kill -9 -{pid} 2>/dev/null || kill -9 {pid}")
         except Exception:  # the timeout is the answer; a survivor is bounded by limits
             pass
+
+    def _detached(self, container_id: str, script: str) -> None:
+        """Start a short shell command as root in the container, not waiting for it."""
+        created = self.api.exec_create(container_id, ["sh", "-c", script], user="0")
+        self.api.exec_start(created["Id"], detach=True)
 
     # -- files ------------------------------------------------------------------
     def put_file(self, state: dict, path: str, data: bytes) -> None:
@@ -848,12 +848,7 @@ class DockerDriver(Driver):
 
         def stop() -> None:
             try:
-                created = self.api.exec_create(
-                    container_id,
-                    ["/bin/sh", "-c", f"grep -q -- --connect /proc/{pid}/cmdline 2>/dev/null && kill {pid}"],
-                    user="0",
-                )
-                self.api.exec_start(created["Id"], detach=True)
+                self._detached(container_id, f"grep -q -- --connect /proc/{pid}/cmdline 2>/dev/null && kill {pid}")
             except Exception as exc:  # noqa: BLE001 - the instance may be gone, and the client with it
                 log.debug("could not stop relay client %s in %s: %s", pid, container_id[:12], exc)
 

@@ -167,7 +167,8 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 # What the client sent meanwhile, in order: Daphne's queue first.
                 for message in queued:
                     if message["type"] == "websocket.receive":
-                        self._on_socket_message(message.get("bytes") or message.get("text") or b"")
+                        data = message.get("bytes")
+                        self._on_socket_message(data if data is not None else message.get("text", ""))
                 self.conn.start()
 
     async def _open(self) -> None:

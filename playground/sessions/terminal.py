@@ -345,11 +345,13 @@ class Hub:
         return data
 
     # -- output --------------------------------------------------------------------------
-    def _read_limit(self) -> int:
+    def _read_limit(self, batched: int = 0) -> int:
+        """The most the next read may take, ``batched`` bytes read and not yet
+        handed to the connections."""
         if self.state == "priming" or not self.viewers:
             return READ_SIZE
         best = max((v.room for v in self.viewers if v.takes_live), default=0)
-        return min(READ_SIZE, best)
+        return min(READ_SIZE, best - batched)
 
     def _update_reading(self) -> None:
         if self._stream is None or self.state not in ("priming", "live"):
@@ -385,7 +387,7 @@ class Hub:
         budget = READ_BUDGET
         batched = 0
         while self._reading and self._stream is not None:
-            limit = self._read_limit() - batched
+            limit = self._read_limit(batched)
             if limit <= 0:
                 if not batched:
                     self._stop_reading()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -282,3 +283,21 @@ def test_a_stopped_instance_shows_exited(target):
 def test_cookie_handshakes_need_an_origin_among_the_allowed_hosts(settings, origin, allowed):
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
     assert origin_allowed(origin) is allowed
+
+
+def test_output_read_in_pieces_in_one_turn_goes_out_as_one_chunk(target, monkeypatch):
+    async def scenario():
+        hub = hub_of(target)
+        viewer = terminal.Viewer()
+        chunks: list[bytes] = []
+        viewer.deliver_to(lambda: chunks.extend(f for f in viewer.take() if isinstance(f, bytes)))
+        hub.join(viewer)
+        await until(lambda: hub.state == "live", what="live")
+        monkeypatch.setattr(terminal, "READ_SIZE", 4)  # every read takes 4 bytes at most
+        chunks.clear()
+        hub.write(b"0123456789ab")
+        time.sleep(0.3)  # the echo waits whole in the socket before the hub's next turn
+        await until(lambda: b"".join(chunks).count(b"0123456789ab") == 1, what="the echo")
+        assert chunks == [b"0123456789ab"]  # one chunk (one frame), not three
+
+    run(scenario())
