@@ -197,6 +197,9 @@ class Connection:
             self._push()
 
     def _push(self) -> None:
+        if self.ended:  # the socket is Twisted's again (closed): nothing more goes out
+            self._ws.data_to_send()
+            return
         for data in self._ws.data_to_send():
             if data:
                 self._out.append(memoryview(data))

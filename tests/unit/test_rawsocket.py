@@ -266,6 +266,11 @@ def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_dropped(pair):
         client.push = lambda: None  # now it goes silent
         await until(lambda: conn.ended, timeout=5)
         assert transport.lost.check(error.ConnectionLost)
+        # Ended while open: what the hub still writes is dropped, not kept or raised.
+        conn.send_bytes(b"output after the end")
+        conn.send_text("{}")
+        conn.close(1000)
+        assert conn.buffered == 0
 
     run(scenario())
 
