@@ -23,7 +23,11 @@ from sandboxes.base import DriverError, InstanceStats
 
 log = logging.getLogger(__name__)
 
-SAMPLE_THREADS = 8
+SAMPLE_THREADS = 32
+"""Instances asked at once. The engine answers a stats request at its stats
+collector's next tick (once a second) whatever else it does, so a round
+costs about a second per batch: 40 instances took 5.3 s eight at a time,
+2.2 s 32 at a time (the driver keeps 32 connections per engine)."""
 
 
 def _sample_key(instance_id: str) -> str:
