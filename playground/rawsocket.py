@@ -100,8 +100,6 @@ def take(scope: dict, *, on_message: Callable[[bytes | str], None]) -> tuple[Con
     ):
         return None
     protocol._playground_taken = True
-    if transport.socket.family in (socket.AF_INET, socket.AF_INET6):
-        transport.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Autobahn sets it: no Nagle
     transport.stopReading()
     transport.stopWriting()
     unsent = bytes(transport.dataBuffer[transport.offset :]) + b"".join(transport._tempDataBuffer)
@@ -147,8 +145,7 @@ class Connection:
         self._out: deque[memoryview] = deque()
         self._writing = False
         self._reading = False
-        self._shut = False  # to shut our side of TCP once all is out (the closing handshake's end)
-        self._shut_done = False
+        self._shut = False  # our side of TCP, once the protocol ended its stream and all is out
         self._parts: list[bytes] = []  # a fragmented message's frames so far
         self._opcode: Opcode | None = None
         self._unparsed = unparsed
@@ -201,10 +198,8 @@ class Connection:
             self._ws.data_to_send()
             return
         for data in self._ws.data_to_send():
-            if data:
+            if data:  # (b"" is the protocol's end of stream: self._ws.eof_sent)
                 self._out.append(memoryview(data))
-            else:  # the protocol's end of stream: shut our side once all is out
-                self._shut = True
         self._flush()
         if self._ws.state is not OPEN and not self._closing and not self.ended:
             self._closing = True  # the keepalive gives way to the closing handshake's deadline
@@ -229,13 +224,13 @@ class Connection:
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
-        if self._shut and not self._shut_done and not self.ended:
-            self._shut_done = True
+        if self._ws.eof_sent and not self._shut and not self.ended:
+            self._shut = True
             try:
                 self._sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-        if self._shut_done and self._ws.state is CLOSED:
+        if self._shut and self._ws.state is CLOSED:
             self._end("closed")
 
     # -- receiving -------------------------------------------------------------------

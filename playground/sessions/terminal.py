@@ -374,16 +374,19 @@ class Hub:
     def _on_readable(self) -> None:
         """Read what the TTY has, up to a budget, and hand what was read live
         to the connections at once: one chunk (one frame each), however many
-        reads it took."""
+        reads it took; then, if the attachment dropped, say so."""
         batch: list[bytes] = []
-        try:
-            self._read(batch)
-        finally:
-            if batch:
-                self._fan_out(b"".join(batch) if len(batch) > 1 else batch[0])
-                self._update_reading()
+        lost = self._read(batch)
+        if batch:
+            self._fan_out(b"".join(batch) if len(batch) > 1 else batch[0])
+        if lost:
+            self._lost(lost)
+        elif batch:
+            self._update_reading()
 
-    def _read(self, batch: list[bytes]) -> None:
+    def _read(self, batch: list[bytes]) -> str | None:
+        """Read into ``batch`` (live output) or the ring (priming); why the
+        attachment dropped, if it did."""
         budget = READ_BUDGET
         batched = 0
         while self._reading and self._stream is not None:
@@ -391,21 +394,17 @@ class Hub:
             if limit <= 0:
                 if not batched:
                     self._stop_reading()
-                return
+                return None
             try:
                 data = self._stream.recv(min(limit, budget))
             except _WOULD_BLOCK:
                 if self.state == "priming":
                     self._go_live()
-                return
+                return None
             except OSError as exc:
-                self._flush_batch(batch)
-                self._lost(f"read failed: {exc}")
-                return
+                return f"read failed: {exc}"
             if not data:
-                self._flush_batch(batch)
-                self._lost("the engine closed the attachment")
-                return
+                return "the engine closed the attachment"
             self._keep(data)
             if self.state == "priming":
                 self._primed += len(data)
@@ -417,13 +416,8 @@ class Hub:
             budget -= len(data)
             if budget <= 0:
                 self.loop.call_soon(self._on_readable)
-                return
-
-    def _flush_batch(self, batch: list[bytes]) -> None:
-        """What was read before the attachment dropped goes out first."""
-        if batch:
-            self._fan_out(b"".join(batch))
-            batch.clear()
+                return None
+        return None
 
     def _fan_out(self, data: bytes) -> None:
         size = len(data)
