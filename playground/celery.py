@@ -16,9 +16,11 @@ def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
     from django.conf import settings
 
     from playground.classrooms import tasks as class_tasks
+    from playground.labs import tasks as lab_tasks
     from playground.sessions import tasks
 
     sender.add_periodic_task(settings.PLAYGROUND_SWEEP_SECONDS, tasks.sweep_sessions.s(), name="sweep sessions")
+    sender.add_periodic_task(settings.PLAYGROUND_SWEEP_SECONDS, tasks.recover_jobs.s(), name="recover lost jobs")
     # Runs with a size of 0 too: it then empties a pool left from before.
     sender.add_periodic_task(settings.PLAYGROUND_POOL_SECONDS, tasks.fill_pools.s(), name="fill hot-start pools")
     sender.add_periodic_task(settings.PLAYGROUND_HEALTH_SECONDS, tasks.check_hosts.s(), name="check lab hosts")
@@ -35,3 +37,5 @@ def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
                              name="sample instance stats")
     sender.add_periodic_task(settings.PLAYGROUND_CLASS_WARM_SECONDS, class_tasks.warm_classes.s(),
                              name="warm classes about to start")
+    sender.add_periodic_task(settings.PLAYGROUND_SWEEP_SECONDS, lab_tasks.recover_setups.s(),
+                             name="recover lost lab set-ups")

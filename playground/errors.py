@@ -3,10 +3,11 @@ that turns every error into API.md's JSON shape."""
 from __future__ import annotations
 
 import logging
+import sys
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -63,10 +64,30 @@ class NoCapacity(PlaygroundError):
     status, code, retry_after = 503, "no_capacity", 10
 
 
-class HostUnavailable(PlaygroundError):
-    """The lab host did not answer a call that needed it now."""
+class Unavailable(PlaygroundError):
+    """A part the playground needs (the database, Redis, a lab host's engine)
+    did not answer a call that needed it now."""
 
-    status, code, retry_after = 503, "host_unavailable", 5
+    status, code, retry_after = 503, "unavailable", 5
+
+
+def dependency_down(exc: BaseException) -> str | None:
+    """The part that ``exc`` says does not answer ("the database", "Redis"),
+    or None when ``exc`` is something else."""
+    import kombu.exceptions
+    import redis.exceptions
+    from django.db import utils as db
+
+    if isinstance(exc, (db.OperationalError, db.InterfaceError)):
+        return "the database"
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                        kombu.exceptions.OperationalError)):
+        return "Redis"
+    return None
+
+
+def unavailable_message(part: str) -> str:
+    return f"The playground cannot reach {part} right now; try again in a few seconds."
 
 
 def error_body(code: str, message: str) -> dict:
@@ -100,7 +121,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DriverError):
         if exc.permanent:
             return error_response(400, "invalid", exc.message)
-        return error_response(503, "host_unavailable", exc.message, retry_after=HostUnavailable.retry_after)
+        return error_response(503, "unavailable", f"The lab host does not answer: {exc.message}",
+                              retry_after=Unavailable.retry_after)
+    part = dependency_down(exc)
+    if part is not None:
+        log.warning("%s does not answer (%s: %s)", part, type(exc).__name__, exc)
+        return error_response(503, "unavailable", unavailable_message(part), retry_after=Unavailable.retry_after)
     if isinstance(exc, RequestDataTooBig):
         return error_response(400, "invalid", "The request body is too large.")
     if isinstance(exc, (Http404, drf.NotFound)):
@@ -141,8 +167,21 @@ def json_not_found(request, exception=None):
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
-def json_server_error(request) -> JsonResponse:
-    return JsonResponse(error_body("internal", "Internal error; it has been logged."), status=500)
+def json_server_error(request) -> HttpResponse:
+    """Django's handler500 (errors outside DRF views: middleware, pages). It
+    runs while the exception is handled, so a dependency that does not answer
+    (the session middleware's database, say) is told apart from a bug."""
+    part = dependency_down(sys.exc_info()[1]) if sys.exc_info()[1] is not None else None
+    if part is None:
+        return JsonResponse(error_body("internal", "Internal error; it has been logged."), status=500)
+    message = unavailable_message(part)
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse(error_body("unavailable", message), status=503)
+    else:
+        response = HttpResponse(f"<!doctype html><title>Unavailable</title><h1>Back in a moment</h1><p>{message}</p>",
+                                status=503)
+    response["Retry-After"] = str(Unavailable.retry_after)
+    return response
 
 
 def json_bad_request(request, exception=None) -> JsonResponse:

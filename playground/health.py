@@ -1,4 +1,7 @@
-"""What /healthz reports: the database, the broker and the lab hosts."""
+"""What /healthz reports: the database, the broker (Redis) and the lab
+hosts, each on its own, and under "down" the ones that do not answer. A lab
+host's health comes from the beat's view in the cache, or from this process's
+own when Redis is down (a Redis outage is not a lab-host outage)."""
 from __future__ import annotations
 
 import redis
@@ -18,7 +21,8 @@ def report() -> tuple[dict, bool]:
     except Exception as exc:  # any failure is the answer itself
         checks["database"] = f"error: {exc}"
     try:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2).ping()
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=settings.REDIS_TIMEOUT,
+                             socket_connect_timeout=settings.REDIS_TIMEOUT).ping()
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"error: {exc}"
@@ -33,5 +37,9 @@ def report() -> tuple[dict, bool]:
     healthy = checks["database"] == "ok" and checks["broker"] == "ok" and "ok" in lab_hosts.values()
     body: dict = {"status": "ok" if healthy else "unhealthy", "deployment": settings.PLAYGROUND_DEPLOYMENT, **checks}
     if not healthy:
-        body.update(error_body("unhealthy", "A part the playground needs does not answer; see the checks."))
+        down = [name for name in ("database", "broker") if checks[name] != "ok"]
+        if "ok" not in lab_hosts.values():
+            down.append("lab_hosts")
+        body["down"] = down
+        body.update(error_body("unhealthy", f"A part the playground needs does not answer: {', '.join(down)}."))
     return body, healthy

@@ -178,12 +178,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6399/0")
+# Seconds to wait for Redis to connect or answer before a request gives up
+# with 503 unavailable (API.md: within 5 s, never a hang).
+REDIS_TIMEOUT = env_float("PLAYGROUND_REDIS_TIMEOUT", 2.0, minimum=0.1)
 
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "pg",
+        "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
     }
 }
 
@@ -193,7 +197,10 @@ CHANNEL_LAYERS = {
         # redis-py reads with a 5 s timeout by default, as long as the layer's
         # BZPOPMIN waits: on a busy event loop the timeout won the race and
         # killed consumers with a TimeoutError. Give the read time to spare.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "pg-channels"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": REDIS_TIMEOUT}],
+            "prefix": "pg-channels",
+        },
     }
 }
 
@@ -268,6 +275,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers and beat wait for a broker that went away as long as it takes (the
+# default gives up after 100 tries); a request queueing a job gives up at once
+# instead (the job's row stays, and the lost-job sweep queues it again).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": REDIS_TIMEOUT}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
 
@@ -467,6 +481,13 @@ PLAYGROUND_SWEEP_SECONDS = env_float("PLAYGROUND_SWEEP_SECONDS", 5.0, minimum=0.
 PLAYGROUND_RECONCILE_SECONDS = env_float("PLAYGROUND_RECONCILE_SECONDS", 30.0, minimum=1.0)
 PLAYGROUND_HEALTH_SECONDS = env_float("PLAYGROUND_HEALTH_SECONDS", 3.0, minimum=0.5)
 PLAYGROUND_HOST_DOWN_GRACE = env_float("PLAYGROUND_HOST_DOWN_GRACE", 30.0, minimum=0.0)
+# Jobs a dead worker leaves (playground/jobs.py): a running job holds a lease
+# renewed every third of PLAYGROUND_JOB_LEASE_SECONDS; one whose lease lapsed,
+# or that waited PLAYGROUND_JOB_QUEUE_SECONDS in the queue without starting, is
+# queued again, at most PLAYGROUND_JOB_ATTEMPTS times, then its row fails.
+PLAYGROUND_JOB_LEASE_SECONDS = env_int("PLAYGROUND_JOB_LEASE_SECONDS", 10, minimum=3)
+PLAYGROUND_JOB_QUEUE_SECONDS = env_int("PLAYGROUND_JOB_QUEUE_SECONDS", 60, minimum=5)
+PLAYGROUND_JOB_ATTEMPTS = env_int("PLAYGROUND_JOB_ATTEMPTS", 3, minimum=1)
 # Activity (exec, terminal input) is noted in the cache and written to the
 # database at most this often per session.
 PLAYGROUND_ACTIVITY_FLUSH_SECONDS = env_float("PLAYGROUND_ACTIVITY_FLUSH_SECONDS", 5.0, minimum=0.0)

@@ -41,7 +41,8 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float
 
 
 class Stack:
-    def __init__(self, workdir: Path, *, redis_db: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, redis_db: int, env: dict[str, str] | None = None,
+                 redis: str = REDIS) -> None:
         self.workdir = workdir
         self.deployment = f"test-{secrets.token_hex(4)}"
         self.port = free_port()
@@ -53,7 +54,7 @@ class Stack:
             "DJANGO_SETTINGS_MODULE": "playground.settings",
             "PLAYGROUND_STATE_DIR": str(workdir),
             "DATABASE_URL": f"sqlite:///{self.db_path}",
-            "REDIS_URL": f"{REDIS}/{redis_db}",
+            "REDIS_URL": f"{redis}/{redis_db}",
             "PLAYGROUND_DEPLOYMENT": self.deployment,
             "PLAYGROUND_LAB_HOSTS": ENGINE,
             "PLAYGROUND_SWEEP_SECONDS": "1",
@@ -72,13 +73,14 @@ class Stack:
             **(env or {}),
         }
         self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.argv: dict[str, list[str]] = {}
         self.tokens: dict[str, str] = {}
 
     # -- life cycle -------------------------------------------------------------
     def start(self) -> Stack:
         subprocess.run(["redis-cli", "-u", self.env["REDIS_URL"], "flushdb"], check=True, capture_output=True)
         self.manage("migrate", "--noinput")
-        self._spawn("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "playground.asgi:application"])
+        self._spawn_web()
         self._spawn("worker", [PYTHON, "-m", "celery", "-A", "playground", "worker", "--pool", "threads",
                                "--concurrency", "8", "-l", "info", "--without-mingle", "--without-gossip"])
         self._spawn("beat", [PYTHON, "-m", "celery", "-A", "playground", "beat", "-l", "info",
@@ -91,10 +93,29 @@ class Stack:
             raise
         return self
 
+    def _spawn_web(self) -> None:
+        """The web tier: one Daphne on ``self.port`` (tests/multiweb.py runs several behind nginx)."""
+        self._spawn("web", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "playground.asgi:application"])
+
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")
+        log = open(self.workdir / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append((name, proc))
+        self.argv[name] = argv
+
+    def process(self, name: str) -> subprocess.Popen:
+        return next(proc for n, proc in self.processes if n == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one of the stack's processes (a fault, as an operator meets it)."""
+        proc = self.process(name)
+        proc.kill()
+        proc.wait(timeout=10)
+        self.processes = [(n, p) for n, p in self.processes if p is not proc]
+
+    def respawn(self, name: str) -> None:
+        """Start a process of the stack again (after ``kill``), as before."""
+        self._spawn(name, self.argv[name])
 
     def _web_answers(self) -> bool:
         for name, proc in self.processes:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from playground import jobs
 from playground.errors import Invalid, LimitReached, NotFoundError, NotReady, PlaygroundError, SessionOver
 from playground.sessions import actions as session_actions
 from playground.sessions import hosts
@@ -222,7 +223,7 @@ def start_lab_session(*, user, lab: Lab) -> Session:
 def _queue_setup(session_id: str) -> None:
     from .tasks import set_up_lab
 
-    set_up_lab.delay(session_id)
+    jobs.enqueue(set_up_lab, session_id)
 
 
 def lab_run_of(*, session: Session) -> LabRun:
@@ -249,6 +250,40 @@ def _shown(output: bytes) -> str:
 def set_up(*, session_id: str) -> None:
     """Copy the lab's assets into its instances, then run its set-up script
     (worker side). Claims the run first, so running it twice is harmless."""
+    with jobs.lease(f"lab-setup:{session_id}") as mine:
+        if mine:
+            _set_up(session_id)
+
+
+def recover_lost_setups() -> dict[str, int]:
+    """Set-ups a dead worker left: one never started (its message lost) is
+    queued again; one that was running fails with the reason, since its
+    script may have run in part and a second run could do its work twice."""
+    counts = {"requeued": 0, "failed": 0}
+    for run in LabRun.objects.select_related("session").filter(
+        setup_state__in=[LabRun.Setup.PENDING, LabRun.Setup.RUNNING], session__state__in=Session.LIVE_STATES
+    ):
+        job = f"lab-setup:{run.session_id}"
+        verdict = jobs.should_requeue(job, queued_at=run.session.created_at)
+        if not verdict and verdict is not None:
+            continue
+        if verdict and run.setup_state == LabRun.Setup.PENDING:
+            _queue_setup(run.session_id)
+            counts["requeued"] += 1
+            continue
+        failed = LabRun.objects.filter(id=run.id, setup_state=run.setup_state).update(
+            setup_state=LabRun.Setup.FAILED,
+            setup_output=(run.setup_output + "\n[the set-up was interrupted: the worker running it stopped. "
+                          "Start the lab again for a fresh environment.]\n").lstrip("\n"),
+            setup_finished_at=timezone.now(),
+        )
+        counts["failed"] += failed
+        if failed:
+            log.warning("lab set-up of session %s was interrupted; marked failed", run.session_id)
+    return counts
+
+
+def _set_up(session_id: str) -> None:
     claimed = LabRun.objects.filter(session_id=session_id, setup_state=LabRun.Setup.PENDING).update(
         setup_state=LabRun.Setup.RUNNING
     )

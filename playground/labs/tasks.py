@@ -9,3 +9,8 @@ from . import actions
 @shared_task(ignore_result=True)
 def set_up_lab(session_id: str) -> None:
     actions.set_up(session_id=session_id)
+
+
+@shared_task(ignore_result=True, expires=30)
+def recover_setups() -> dict[str, int]:
+    return actions.recover_lost_setups()

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from playground import audit
+from playground import audit, jobs
 from playground.accounts.actions import is_guest
 from playground.errors import (
     Forbidden,
@@ -44,6 +44,8 @@ T = TypeVar("T")
 LIVE_INSTANCE_STATES = (Instance.State.PROVISIONING, Instance.State.RUNNING)
 # Transient lab-host errors while provisioning are retried after these pauses.
 PROVISION_RETRY_DELAYS = (0.5, 1.5, 3.0)
+# How long ending a session waits for a worker already tearing it down.
+TEARDOWN_WAIT_SECONDS = 30.0
 
 
 # -- catalogue ------------------------------------------------------------------
@@ -267,7 +269,7 @@ def start_template_session(*, user, template: str, egress: str | None = None) ->
 def _queue_setup(session_id: str) -> None:
     from .tasks import setup_template
 
-    setup_template.delay(session_id)
+    jobs.enqueue(setup_template, session_id)
 
 
 def _set_setup(session: Session, state: str, message: str) -> None:
@@ -284,8 +286,13 @@ WAIT_FOR_DOCKER = (
 
 def setup_template(*, session_id: str) -> str:
     """One step of a template's set-up: "wait" while instances still start
-    (the task asks again shortly), else "done" or "failed". Idempotent: a node
-    already in the swarm is left as it is."""
+    (the task asks again shortly), else "done" or "failed" ("busy": another
+    worker is at it). Idempotent: a node already in the swarm is left as it is."""
+    with jobs.lease(f"template:{session_id}") as mine:
+        return _setup_template(session_id) if mine else "busy"
+
+
+def _setup_template(session_id: str) -> str:
     session = Session.objects.filter(id=session_id).first()
     if session is None or not session.is_live or not session.setup:
         return "done"
@@ -367,7 +374,7 @@ def add_instance(*, session: Session, image: str | None = None, hostname: str | 
 def _queue_provision(instance_id: str) -> None:
     from .tasks import provision_instance
 
-    provision_instance.delay(instance_id)
+    jobs.enqueue(provision_instance, instance_id)
 
 
 # -- provisioning (worker side) -------------------------------------------------------
@@ -399,6 +406,12 @@ def _ensure_network(session: Session, *, timeout: float = 30.0) -> dict:
 
 def provision_instance(*, instance_id: str) -> None:
     """Create the instance's container; safe to run twice."""
+    with jobs.lease(f"provision:{instance_id}") as mine:
+        if mine:
+            _provision_instance(instance_id)
+
+
+def _provision_instance(instance_id: str) -> None:
     instance = Instance.objects.select_related("session").filter(id=instance_id).first()
     if instance is None or instance.state != Instance.State.PROVISIONING:
         return
@@ -534,7 +547,7 @@ def _claim_pooled(*, session: Session, image: str, hostname: str) -> Instance | 
 def _queue_fill_pools() -> None:
     from .tasks import fill_pools
 
-    fill_pools.delay()
+    jobs.enqueue(fill_pools)
 
 
 def fill_pools() -> dict[str, int]:
@@ -700,13 +713,21 @@ def end_session(*, session: Session, reason: str = "ended by its owner") -> None
         session.refresh_from_db()
         _require_live(session)
     notify_session(session_id=session.id, event={"type": "session.status", "state": "session_over"})
-    teardown_session(session_id=session.id)
+    # Gone before the answer (API.md): a worker already at it is waited for.
+    teardown_session(session_id=session.id, wait=TEARDOWN_WAIT_SECONDS)
     log.info("session %s ended: %s", session.id, reason)
     audit.record("session.ended", user=session.owner, session=session.id, reason=reason)
 
 
-def teardown_session(*, session_id: str) -> None:
-    """Remove every container and the network of a session that is over. Idempotent."""
+def teardown_session(*, session_id: str, wait: float = 0.0) -> None:
+    """Remove every container and the network of a session that is over.
+    Idempotent; a copy running elsewhere is waited for up to ``wait`` s."""
+    with jobs.lease(f"teardown:{session_id}", wait=wait) as mine:
+        if mine:
+            _teardown_session(session_id)
+
+
+def _teardown_session(session_id: str) -> None:
     session = Session.objects.filter(id=session_id).first()
     if session is None or session.is_live:
         return
@@ -779,10 +800,44 @@ def expire_due_sessions() -> list[str]:
     return expired
 
 
+def recover_lost_jobs() -> dict[str, int]:
+    """Queue again the jobs a dead worker (or a lost message) left undone:
+    instances still provisioning, sessions over with instances still live,
+    template set-ups still pending. A job tried PLAYGROUND_JOB_ATTEMPTS times
+    fails its instance, or its set-up, with the reason (playground/jobs.py)."""
+    counts = {"requeued": 0, "failed": 0}
+    for instance in Instance.objects.select_related("session").filter(state=Instance.State.PROVISIONING):
+        verdict = jobs.should_requeue(f"provision:{instance.id}", queued_at=instance.created_at)
+        if verdict:
+            _queue_provision(instance.id)
+            counts["requeued"] += 1
+        elif verdict is None:
+            _fail_instance(instance, f"its start was interrupted {settings.PLAYGROUND_JOB_ATTEMPTS} times "
+                                     "(no worker finished it); remove it and add another")
+            counts["failed"] += 1
+    for session in Session.objects.exclude(state__in=Session.LIVE_STATES).filter(
+        instances__state__in=LIVE_INSTANCE_STATES
+    ).distinct():
+        # Never given up on: what the rows say must become true (the
+        # reconciler removes the containers meanwhile anyway).
+        if jobs.should_requeue(f"teardown:{session.id}", queued_at=session.ended_at or session.created_at):
+            _queue_teardown(session.id)
+            counts["requeued"] += 1
+    for session in Session.objects.filter(state__in=Session.LIVE_STATES, setup__state__in=["pending", "running"]):
+        verdict = jobs.should_requeue(f"template:{session.id}", queued_at=session.created_at)
+        if verdict:
+            _queue_setup(session.id)
+            counts["requeued"] += 1
+        elif verdict is None:
+            _set_setup(session, "failed", f"the set-up was interrupted {settings.PLAYGROUND_JOB_ATTEMPTS} times")
+            counts["failed"] += 1
+    return counts
+
+
 def _queue_teardown(session_id: str) -> None:
     from .tasks import teardown_session as task
 
-    task.delay(session_id)
+    jobs.enqueue(task, session_id)
 
 
 # -- terminals ---------------------------------------------------------------------------
@@ -836,7 +891,11 @@ def _control_key(instance_id: str) -> str:
 
 def terminal_control(*, instance_id: str) -> str:
     """Who may type on an instance's terminal now: ``owner`` or ``instructor``."""
-    return cache.get(_control_key(instance_id)) or "owner"
+    try:
+        return cache.get(_control_key(instance_id)) or "owner"
+    except Exception as exc:  # noqa: BLE001 - Redis down: the owner types, as by default
+        log.warning("terminal control of %s unknown (%s); the owner has it", instance_id, exc)
+        return "owner"
 
 
 def set_terminal_control(*, target: TerminalTarget, by: str, user=None) -> None:

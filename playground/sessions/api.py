@@ -90,6 +90,15 @@ class StrictSerializer(serializers.Serializer):
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError({name: "unknown field" for name in unknown})
+        # DRF's CharField takes a number and makes it text: {"command": 123}
+        # would run "123". A text field takes text only.
+        not_text = sorted(
+            name for name, field in self.fields.items()
+            if isinstance(field, serializers.CharField) and name in data
+            and data[name] is not None and not isinstance(data[name], str)
+        )
+        if not_text:
+            raise serializers.ValidationError({name: "must be a string" for name in not_text})
         return super().to_internal_value(data)
 
 

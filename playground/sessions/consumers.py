@@ -79,6 +79,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         and wait on a new task for every message of either."""
         self.scope = scope
         self.base_send = send
+        self.rejoin = False  # the session's group must be joined again
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         events = None
         if self.channel_layer is not None:
@@ -96,11 +97,18 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def _layer_events(self) -> None:
         while True:
             try:
+                if self.rejoin and getattr(self, "group", None):
+                    # A Redis that came back may have lost the session's
+                    # group (it keeps nothing on disk): join it again.
+                    await self.channel_layer.group_add(self.group, self.channel_name)
+                    log.info("terminal of %s: session events again", self.instance_id)
+                self.rejoin = False
                 event = await self.channel_layer.receive(self.channel_name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis may be back soon; the terminal goes on
                 log.warning("terminal of %s: channel layer: %s", getattr(self, "instance_id", "?"), exc)
+                self.rejoin = True
                 await asyncio.sleep(1.0)
                 continue
             await self.dispatch(event)
@@ -182,11 +190,12 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.session_id = target.session_id
         self.role = target.role
         self.control = await terminal.db(actions.terminal_control)(instance_id=self.instance_id)
+        self.group = actions.session_group(target.session_id)
         try:
-            await self.channel_layer.group_add(actions.session_group(target.session_id), self.channel_name)
-            self.group = actions.session_group(target.session_id)
+            await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception as exc:  # noqa: BLE001 - the hub notices a session's end by itself too
-            log.warning("terminal of %s: no session events: %s", self.instance_id, exc)
+            log.warning("terminal of %s: no session events until Redis answers: %s", self.instance_id, exc)
+            self.rejoin = True
         if target.state == "running":
             self._join(target)
         elif target.state == "provisioning":

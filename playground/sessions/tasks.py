@@ -41,6 +41,11 @@ def sweep_sessions() -> list[str]:
 
 
 @shared_task(ignore_result=True, expires=30)
+def recover_jobs() -> dict[str, int]:
+    return actions.recover_lost_jobs()
+
+
+@shared_task(ignore_result=True, expires=30)
 def check_hosts() -> dict[str, bool]:
     return actions.check_hosts()
 

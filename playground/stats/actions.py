@@ -63,7 +63,10 @@ def stats_of(instance: Instance) -> dict | None:
     when it does not run or was not sampled yet."""
     if instance.session_id is None or instance.state != Instance.State.RUNNING:
         return None
-    return cache.get(_shown_key(instance.id))
+    try:
+        return cache.get(_shown_key(instance.id))
+    except Exception:  # noqa: BLE001 - Redis down: not known now, the rest of the answer stands
+        return None
 
 
 # -- the sampling (a Celery beat task) ------------------------------------------------------

@@ -55,11 +55,13 @@ def _purge(engine: docker.APIClient, deployment: str) -> None:
         engine.remove_volume(v["Name"], force=True)
 
 
-def running_stack(engine, workdir, *, redis_db: int, env: dict[str, str] | None = None, timeout: float = 30):
-    """A Stack started in ``workdir``, for a fixture to ``yield from``: at the
-    end every session and class is ended and nothing labelled with its
-    deployment may remain (whatever does is removed, the test failed)."""
-    running = Stack(workdir, redis_db=redis_db, env=env)
+def running_stack(engine, workdir, *, redis_db: int, env: dict[str, str] | None = None, timeout: float = 30,
+                  **options):
+    """A Stack started in ``workdir`` (``options``: Stack's own), for a fixture
+    to ``yield from``: at the end every session and class is ended and
+    nothing labelled with its deployment may remain (whatever does is
+    removed, the test failed)."""
+    running = Stack(workdir, redis_db=redis_db, env=env, **options)
     try:
         running.start()
         yield running

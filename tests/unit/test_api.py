@@ -61,6 +61,23 @@ def test_exec_needs_a_command(client_of, django_capture_on_commit_callbacks):
     assert answer.json()["error"] == {"code": "invalid", "message": "command: This field is required."}
 
 
+@pytest.mark.parametrize("command", [123, 1.5, True, ["ls"], {"sh": "ls"}])
+def test_an_exec_command_that_is_not_text_is_invalid_and_runs_nothing(client_of, django_capture_on_commit_callbacks,
+                                                                      command, monkeypatch):
+    from playground.sessions import actions
+
+    ran = []
+    monkeypatch.setattr(actions, "exec_command", lambda **kwargs: ran.append(kwargs))
+    alice = client_of("alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        body = alice.post("/api/sessions/", {}, format="json").json()
+    answer = alice.post(f"/api/sessions/{body['id']}/instances/{body['instances'][0]['id']}/exec/",
+                        {"command": command}, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {"code": "invalid", "message": "command: must be a string"}
+    assert ran == []
+
+
 def test_an_exec_timeout_over_the_maximum_is_invalid(client_of, django_capture_on_commit_callbacks):
     alice = client_of("alice")
     with django_capture_on_commit_callbacks(execute=True):
