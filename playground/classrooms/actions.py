@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from playground import audit
+from playground import audit, events
 from playground.accounts.actions import is_guest
 from playground.errors import ClassClosed, Forbidden, Invalid, LimitReached, NotFoundError, PlaygroundError
 from playground.labs import actions as lab_actions
@@ -547,19 +547,7 @@ def class_group(classroom_id: str) -> str:
 def notify_class(classroom_id: str) -> None:
     """Tell the class's dashboards that something changed, once the
     transaction commits. Best effort: dashboards also look again now and then."""
-
-    def send() -> None:
-        from asgiref.sync import async_to_sync
-        from channels.layers import get_channel_layer
-
-        try:
-            layer = get_channel_layer()
-            if layer is not None:
-                async_to_sync(layer.group_send)(class_group(classroom_id), {"type": "class.changed"})
-        except Exception as exc:  # noqa: BLE001 - any layer failure is the same to us
-            log.warning("could not notify the dashboards of class %s: %s", classroom_id, exc)
-
-    transaction.on_commit(send)
+    events.broadcast(class_group(classroom_id), {"type": "class.changed"})
 
 
 def notify_classes_of(*, user, lab_id: int) -> None:

@@ -8,6 +8,7 @@ the contract asks for it before the answer (DELETE).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from django import db
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from playground import audit, jobs
+from playground import audit, events, jobs
 from playground.accounts.actions import is_guest
 from playground.errors import (
     Forbidden,
@@ -33,7 +35,7 @@ from playground.errors import (
     NotReady,
     SessionOver,
 )
-from sandboxes.base import DriverError, ExecResult, InstanceSpec, Limits, NotFound
+from sandboxes.base import DriverError, EngineEvent, ExecResult, InstanceSpec, Limits, NotFound, NotRunning
 
 from . import hosts
 from .models import Instance, Session
@@ -920,22 +922,9 @@ def session_group(session_id: str) -> str:
 
 def notify_session(*, session_id: str, event: dict) -> None:
     """Send a small event (``session.status``, ``session.expiry``) to the
-    session's open terminals once the transaction commits. Best effort: an
-    unreachable channel layer is logged, never raised (terminals also notice a
-    session's end when its containers go)."""
-
-    def send() -> None:
-        from asgiref.sync import async_to_sync
-        from channels.layers import get_channel_layer
-
-        try:
-            layer = get_channel_layer()
-            if layer is not None:
-                async_to_sync(layer.group_send)(session_group(session_id), event)
-        except Exception as exc:  # noqa: BLE001 - any layer failure is the same to us
-            log.warning("could not notify the terminals of session %s: %s", session_id, exc)
-
-    transaction.on_commit(send)
+    session's open terminals once the transaction commits; best effort
+    (terminals also notice a session's end when its containers go)."""
+    events.broadcast(session_group(session_id), event)
 
 
 def _iso(moment) -> str:
@@ -1004,6 +993,11 @@ def _driver_call(instance: Instance, call):
     except NotFound:
         _fail_instance(instance, "its container vanished from the lab host")
         raise NotReady(f"{instance.hostname} is gone from its lab host.") from None
+    except NotRunning:
+        # The row said running, the engine says otherwise: the instance died
+        # and the engine watcher has not told us yet (or does not run).
+        reason = instance_died(instance=instance) or "its container is not running"
+        raise NotReady(f"{instance.hostname} is not running: {reason}.") from None
 
 
 def exec_command(*, instance: Instance, command: str, timeout: float, activity: bool = True) -> ExecResult:
@@ -1073,6 +1067,9 @@ def get_file(*, instance: Instance, path: str | None, timeout: float = 30.0) -> 
     driver = hosts.driver_for(instance.host)
     try:
         return driver.get_file(instance.driver_state, path)
+    except NotRunning:
+        reason = instance_died(instance=instance) or "its container is not running"
+        raise NotReady(f"{instance.hostname} is not running: {reason}.") from None
     except NotFound:
         if driver.inspect(instance.driver_state).state == "missing":
             _fail_instance(instance, "its container vanished from the lab host")
@@ -1175,3 +1172,158 @@ def reconcile_host(*, host: str) -> dict[str, int]:
             _fail_instance(instance, "its container vanished from the lab host")
             vanished += 1
     return {"removed": removed, "vanished": vanished}
+
+
+# -- engine events: instances that died ----------------------------------------------------
+# A process of its own (``manage.py watch_engines``) holds each lab host's
+# event stream and calls these, so a dead instance says so within seconds
+# instead of at the next reconcile round (or never, for a container that
+# stopped but was not removed). The event only says "look": the engine's
+# own inspect decides, so a late or repeated event never fails an instance
+# that runs.
+
+ENGINE_RESTARTED = "the lab host's engine restarted and did not keep it"
+
+
+def _death_reason(status, *, engine_restarted: bool) -> str:
+    if status.state == "missing":
+        return "its container vanished from the lab host"
+    code = status.exit_code
+    if status.reason == "OOMKilled":
+        return f"its container exited (code {code}, out of memory)"
+    # 143: SIGTERM, which nobody but a stopping engine sends a sandbox's main process.
+    if engine_restarted or code == 143:
+        return f"{ENGINE_RESTARTED} (code {code})"
+    return f"its container exited (code {code})"
+
+
+def instance_died(*, instance: Instance, engine_restarted: bool = False) -> str | None:
+    """Mark ``instance`` failed if its container really stopped or vanished,
+    tell the session's viewers, and return the reason; None (nothing
+    changed) while it runs or when the engine does not answer now."""
+    try:
+        status = hosts.driver_for(instance.host).inspect(instance.driver_state or {})
+    except DriverError as exc:
+        log.info("engine events: cannot inspect %s on %s now (%s)", instance.id, instance.host, exc.message)
+        return None
+    if status.state == "running":
+        return None
+    reason = _death_reason(status, engine_restarted=engine_restarted)
+    if not Instance.objects.filter(id=instance.id, state=Instance.State.RUNNING).exists():
+        return reason
+    _fail_instance(instance, reason)
+    if instance.session_id:
+        notify_session(session_id=instance.session_id, event={
+            "type": "session.status", "state": "exited", "instance": instance.id, "reason": reason,
+        })
+    return reason
+
+
+def engine_event(*, host: str, event: EngineEvent) -> str | None:
+    """React to one event of ``host``'s engine: the reason when it failed an instance."""
+    if event.kind not in ("died", "destroyed"):
+        return None  # ``oom`` alone: a process in it was killed, the instance may run on
+    instance = Instance.objects.select_related("session").filter(
+        id=event.instance_id, host=host, state=Instance.State.RUNNING
+    ).first()
+    if instance is None:
+        return None  # ours to remove (a session ending), or already marked
+    return instance_died(instance=instance)
+
+
+def catch_up_host(*, host: str, engine_restarted: bool = False) -> list[str]:
+    """One listing of ``host``: fail the running rows whose container does
+    not run (what died while no stream was open). ``engine_restarted``: the
+    stream was lost, so a stopped container most likely went with its
+    engine. Returns the ids of the instances it failed."""
+    listed_at = timezone.now()
+    running = {
+        obj.instance_id
+        for obj in hosts.driver_for(host).list_objects()
+        if obj.kind == "container" and obj.running
+    }
+    failed = []
+    for instance in Instance.objects.select_related("session").filter(
+        host=host, state=Instance.State.RUNNING, running_at__lt=listed_at
+    ).exclude(id__in=running):
+        if instance_died(instance=instance, engine_restarted=engine_restarted):
+            failed.append(instance.id)
+    return failed
+
+
+def watch_engines(*, stop: threading.Event) -> None:
+    """Hold the event stream of every lab host until ``stop`` is set: one
+    thread per host, reconnecting when an engine goes and comes back, with
+    a ``catch_up_host`` round after every (re)connection."""
+    watchers = [_HostWatcher(host, stop) for host in hosts.lab_hosts()]
+    for watcher in watchers:
+        watcher.start()
+    stop.wait()
+    for watcher in watchers:
+        watcher.close()
+    for watcher in watchers:
+        watcher.join(timeout=10)
+
+
+class _HostWatcher(threading.Thread):
+    """The event stream of one lab host, held until ``stop`` is set."""
+
+    RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+    def __init__(self, host: str, stop: threading.Event) -> None:
+        super().__init__(name=f"watch {host}", daemon=True)
+        self.host = host
+        self.stop = stop
+        self.stream = None
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.stream is not None:
+                self.stream.close()
+
+    def run(self) -> None:
+        driver = hosts.driver_for(self.host)
+        engine_lost = False  # the stream ended early or the engine did not answer
+        failures = 0
+        since: float | None = None  # resume point of a planned renewal; None: list instead
+        while not self.stop.is_set():
+            if failures:
+                self.stop.wait(self.RECONNECT_DELAYS[min(failures, len(self.RECONNECT_DELAYS)) - 1])
+                if self.stop.is_set():
+                    return
+            opened_at = time.time()
+            # A remote engine can vanish without closing the connection: a
+            # stream renewed every few minutes never hangs for longer.
+            renew_at = opened_at + settings.PLAYGROUND_ENGINE_EVENTS_RENEW_SECONDS
+            try:
+                stream = driver.events(since=since, until=renew_at)
+            except DriverError as exc:
+                if not engine_lost:
+                    log.warning("engine events: %s does not answer (%s); retrying", self.host, exc.message)
+                engine_lost, since, failures = True, None, failures + 1
+                continue
+            with self.lock:
+                self.stream = stream
+            if self.stop.is_set():
+                stream.close()
+                return
+            try:
+                if since is None:
+                    db.close_old_connections()
+                    failed = catch_up_host(host=self.host, engine_restarted=engine_lost)
+                    log.info("engine events: watching %s%s; %d instance(s) found dead", self.host,
+                             " again" if engine_lost else "", len(failed))
+                engine_lost, failures, since = False, 0, since or opened_at
+                for event in stream:
+                    since = max(since, event.at)
+                    db.close_old_connections()
+                    engine_event(host=self.host, event=event)
+            except Exception as exc:  # noqa: BLE001 - the database, Redis, the engine: reconnect, catch up
+                log.warning("engine events: watching %s failed (%s); reconnecting", self.host, exc)
+                stream.close()
+                since, failures = None, failures + 1
+                continue
+            if not self.stop.is_set() and time.time() < renew_at - 1:
+                log.warning("engine events: %s went away; reconnecting", self.host)
+                engine_lost, since, failures = True, None, 1

@@ -33,7 +33,7 @@ def containers_of(engine, stack, iid: str) -> list:
             if c["Labels"].get("playground.instance") == iid]
 
 
-def test_a_job_a_killed_worker_held_is_done_once_by_the_next_worker(stack, engine):
+def test_a_job_a_killed_worker_held_is_done_once_by_the_next_worker(stack, engine, measured):
     alice = stack.client("alice")
     session = alice.post(stack.url + "/api/sessions/", json={}, timeout=30).json()
     wait_instance(stack, alice, session["id"], session["instances"][0]["id"], "running", timeout=60)
@@ -46,6 +46,7 @@ def test_a_job_a_killed_worker_held_is_done_once_by_the_next_worker(stack, engin
     node2 = alice.post(instances, json={}, timeout=30).json()
     time.sleep(1.0)  # the broker hands the message to the stopped worker
     stack.kill("worker")
+    lost_at = time.monotonic()
 
     # 2. A worker killed while it creates the container (a docker instance:
     # its inner engine takes a second to answer).
@@ -55,12 +56,15 @@ def test_a_job_a_killed_worker_held_is_done_once_by_the_next_worker(stack, engin
     wait_for(lambda: stack.log("worker").count("provision_instance") > received, timeout=30, interval=0.01,
              what="the worker to take node3's job")
     stack.kill("worker")
+    killed_at = time.monotonic()
     assert alice.get(f"{stack.url}/api/sessions/{session['id']}/", timeout=10).json()["instances"][2]["state"] \
         == "provisioning"
 
     a_new_worker(stack)
-    for node in (node2, node3):
+    for node, since, fault in ((node3, killed_at, "worker SIGKILLed while it starts an instance"),
+                               (node2, lost_at, "worker SIGKILLed holding an instance's job it had not begun")):
         wait_instance(stack, alice, session["id"], node["id"], "running", timeout=120)
+        measured(fault, "instance provisioning, then running (another worker)", time.monotonic() - since)
         assert len(containers_of(engine, stack, node["id"])) == 1
         answer = alice.post(f"{instances}{node['id']}/exec/", json={"command": "hostname"}, timeout=30)
         assert answer.status_code == 200, answer.text

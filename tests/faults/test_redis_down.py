@@ -67,7 +67,7 @@ def timed(call):
     return answer, time.monotonic() - started
 
 
-def test_with_redis_down_the_api_says_unavailable_and_open_terminals_keep_working(stack, redis):
+def test_with_redis_down_the_api_says_unavailable_and_open_terminals_keep_working(stack, redis, measured):
     alice = stack.client("alice")
     session = alice.post(stack.url + "/api/sessions/", json={}, timeout=30).json()
     node = wait_instance(stack, alice, session["id"], session["instances"][0]["id"], "running", timeout=60)
@@ -88,6 +88,7 @@ def test_with_redis_down_the_api_says_unavailable_and_open_terminals_keep_workin
             assert "Redis" in answer.json()["error"]["message"]
             assert int(answer.headers["Retry-After"]) > 0
             assert took < CONTRACT_SECONDS, (what, took)
+            measured("Redis stopped", f"{what}: 503 unavailable, answered in", took)
         # What needs only the database still answers.
         listed, took = timed(lambda: alice.get(stack.url + "/api/sessions/", timeout=30))
         assert listed.status_code == 200 and took < CONTRACT_SECONDS
@@ -101,6 +102,7 @@ def test_with_redis_down_the_api_says_unavailable_and_open_terminals_keep_workin
         terminal.expect(rb"still-42", after=mark, timeout=30)
     finally:
         redis.start()
+    back_at = time.monotonic()
 
     # Back by itself: new sessions start (the worker reconnected), and the open
     # terminal hears its session's events again.
@@ -109,6 +111,7 @@ def test_with_redis_down_the_api_says_unavailable_and_open_terminals_keep_workin
     second = wait_for(lambda: (lambda a: a if a.status_code == 201 else None)(
         alice.post(stack.url + "/api/sessions/", json={}, timeout=30)), timeout=60, what="a session to start")
     wait_instance(stack, alice, second.json()["id"], second.json()["instances"][0]["id"], "running", timeout=60)
+    measured("Redis back", "a new session starts and runs, after", time.monotonic() - back_at)
 
     def extended() -> bool:
         alice.post(f"{stack.url}/api/sessions/{session['id']}/extend/", timeout=30)
@@ -117,4 +120,5 @@ def test_with_redis_down_the_api_says_unavailable_and_open_terminals_keep_workin
         return any(e.get("type") == "expiry" and e.get("expires_at") == expires for e in terminal.events)
 
     wait_for(extended, timeout=30, interval=1.0, what="the terminal to hear the session's expiry again")
+    measured("Redis back", "the open terminal hears its session's events again, after", time.monotonic() - back_at)
     terminal.close()
