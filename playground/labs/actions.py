@@ -271,7 +271,7 @@ def recover_lost_setups() -> dict[str, int]:
             _queue_setup(run.session_id)
             counts["requeued"] += 1
             continue
-        failed = LabRun.objects.filter(id=run.id, setup_state=run.setup_state).update(
+        failed = LabRun.objects.filter(session_id=run.session_id, setup_state=run.setup_state).update(
             setup_state=LabRun.Setup.FAILED,
             setup_output=(run.setup_output + "\n[the set-up was interrupted: the worker running it stopped. "
                           "Start the lab again for a fresh environment.]\n").lstrip("\n"),

@@ -113,3 +113,59 @@ def test_a_lease_can_wait_for_its_holder_to_finish():
         assert got == []
     waiter.join(10)
     assert got == [True]
+
+
+@pytest.fixture
+def set_up_lab(tmp_path):
+    from playground.labs import actions as lab_actions
+    from playground.labs.loader import load_lab
+    from tests.unit.labs_helpers import MINIMAL, write_lab
+
+    lab_actions.import_lab(lab_def=load_lab(write_lab(tmp_path, MINIMAL + "setup:\n  script: echo ready\n")))
+    return "hello"
+
+
+def test_a_lab_set_up_whose_worker_died_mid_script_fails_with_the_reason(alice, set_up_lab):
+    from playground.labs import actions as lab_actions
+    from playground.labs.models import LabRun
+
+    session = lab_actions.start_lab(user=alice, slug=set_up_lab)  # its job never runs here
+    LabRun.objects.filter(session=session).update(setup_state=LabRun.Setup.RUNNING)
+    a_worker_died_holding(f"lab-setup:{session.id}")
+
+    assert lab_actions.recover_lost_setups() == {"requeued": 0, "failed": 1}
+
+    run = LabRun.objects.get(session=session)
+    assert run.setup_state == "failed"
+    assert "interrupted" in run.setup_output and "Start the lab again" in run.setup_output
+
+
+def test_a_lab_set_up_whose_message_was_lost_is_queued_again(alice, set_up_lab, django_capture_on_commit_callbacks):
+    from playground.labs import actions as lab_actions
+    from playground.labs.models import LabRun
+
+    with django_capture_on_commit_callbacks(execute=True):
+        session = lab_actions.start_lab(user=alice, slug=set_up_lab)
+    LabRun.objects.filter(session=session).update(setup_state=LabRun.Setup.PENDING, setup_output="")
+    Session.objects.filter(id=session.id).update(created_at=timezone.now() - timedelta(minutes=5))
+    cache.clear()  # nothing says it ever started: its message was lost
+
+    assert lab_actions.recover_lost_setups() == {"requeued": 1, "failed": 0}
+
+    run = LabRun.objects.get(session=session)
+    assert run.setup_state == "done" and "ready" in run.setup_output
+
+
+def test_a_template_set_up_whose_worker_died_is_done_by_the_next(alice, django_capture_on_commit_callbacks, monkeypatch):
+    with django_capture_on_commit_callbacks(execute=True):
+        session = actions.start_template_session(user=alice, template="swarm-1m1w")
+    formed = []
+    monkeypatch.setattr(actions, "_form_swarm", lambda *args: formed.append(args))
+    Session.objects.filter(id=session.id).update(setup={**session.setup, "state": "running"})
+    a_worker_died_holding(f"template:{session.id}")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.recover_lost_jobs()["requeued"] == 1
+
+    session.refresh_from_db()
+    assert session.setup["state"] == "done" and len(formed) == 1
