@@ -4,15 +4,17 @@ PYTEST_ARGS ?=
 IMAGES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up test images engine down bench lint
+.PHONY: help setup up test races images app-images engine down bench lint
 
 help:
 	@echo "make setup   install packages, venv, start engine + Redis, build images, migrate"
 	@echo "make up      setup, then run Daphne + Celery worker + beat in the foreground"
-	@echo "make test    setup, then pytest (PYTEST_ARGS='-k foo' to narrow)"
+	@echo "make test    setup, then pytest (PYTEST_ARGS='-k foo' to narrow), then the races on PostgreSQL"
+	@echo "make races   setup, then only the concurrency tier (tests/races) on the project's PostgreSQL"
 	@echo "make images  rebuild the sandbox images whose recipe changed (IMAGES='shell')"
+	@echo "make app-images  build docker-compose.yml's images (app, redis, postgres) where inputs changed"
 	@echo "make engine  start the project's lab-host Docker Engine"
-	@echo "make down    stop the engine and Redis this project started"
+	@echo "make down    stop the engine, Redis and PostgreSQL this project started"
 	@echo "make bench   the benchmarks (session start, terminal, docker start, class join)"
 	@echo "make lint    shell syntax (+ shellcheck, ruff when installed)"
 
@@ -21,22 +23,41 @@ setup:
 
 # The started-file lets run.sh stop, on Ctrl-C, the engine/Redis that this
 # very setup had to start (and nothing it merely reused).
+# PLAYGROUND_DATABASE=postgres: on the project's PostgreSQL instead of SQLite.
 up:
 	@PLAYGROUND_STARTED_FILE="$$(mktemp -t playground-up.XXXXXX)" && \
 	export PLAYGROUND_STARTED_FILE && \
 	scripts/setup.sh && \
+	if [ "$${PLAYGROUND_DATABASE:-}" = postgres ] && [ -z "$${DATABASE_URL:-}" ]; then \
+		DATABASE_URL="$$(scripts/postgres.sh url)" && export DATABASE_URL; fi && \
 	exec scripts/run.sh
 
+# The main run stays on SQLite (there the races tier is skipped, saying why);
+# the concurrency tier then runs on the project's PostgreSQL, which setup
+# starts for it (PLAYGROUND_POSTGRES=on).
+RACES = DATABASE_URL="$$(scripts/postgres.sh url)" .venv/bin/pytest -m concurrency tests/races
+
+test races: export PLAYGROUND_POSTGRES = on
+# The compose tier (tests/compose) needs docker-compose.yml's images.
+test: export PLAYGROUND_APP_IMAGES = on
 test: setup
 	.venv/bin/pytest $(PYTEST_ARGS)
+	$(RACES)
+
+races: setup
+	$(RACES)
 
 images:
 	scripts/build-images.sh $(IMAGES)
+
+app-images:
+	scripts/build-app-images.sh
 
 engine:
 	scripts/engine.sh start
 
 down:
+	scripts/postgres.sh stop
 	scripts/registry.sh stop
 	scripts/redis.sh stop
 	scripts/engine.sh stop

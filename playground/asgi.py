@@ -21,7 +21,7 @@ priority.apply_nice(settings.PLAYGROUND_WEB_NICE)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from playground import rawsocket, wsauth  # noqa: E402
+from playground import daphne_stop, rawsocket, wsauth  # noqa: E402
 from playground.classrooms import routing as classrooms_routing  # noqa: E402
 from playground.ports import proxy as port_proxy  # noqa: E402
 from playground.sessions import routing as sessions_routing  # noqa: E402
@@ -32,6 +32,8 @@ websocket_routes: list = [*sessions_routing.websocket_urlpatterns, *classrooms_r
 wsauth.close_oversized_frames_cleanly()
 # Terminals may take their socket from Daphne after the handshake (playground.rawsocket).
 rawsocket.offer()
+# A stop (SIGTERM) lets every terminal clean up and close with 1012 (playground.daphne_stop).
+daphne_stop.stop_cleanly()
 
 # Requests to an instance port's origin (API.md, "Ports") go to its proxy,
 # before Django or Channels see them.

@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from sandboxes.base import DriverError, OutOfCapacity
+from sandboxes.base import DriverError, NotRunning, OutOfCapacity
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
     if isinstance(exc, OutOfCapacity):
         return error_response(503, "no_capacity", exc.message, retry_after=NoCapacity.retry_after)
+    if isinstance(exc, NotRunning):
+        return error_response(409, "not_ready", f"The instance is not running: {exc.message}")
     if isinstance(exc, DriverError):
         if exc.permanent:
             return error_response(400, "invalid", exc.message)

@@ -176,6 +176,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that is down or unreachable fails a request within seconds
+    # (503, API.md) instead of hanging on a TCP connect; the URL's own
+    # options (?sslmode=..., ?connect_timeout=...) win. A connection per
+    # request (conn_max_age=0): Daphne serves from a thread pool, and kept
+    # connections would multiply by its threads and the worker's.
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _pg_options.setdefault("connect_timeout", env_int("PLAYGROUND_DATABASE_CONNECT_TIMEOUT", 3, minimum=1))
+    _pg_options.setdefault("application_name", "playground")
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6399/0")
 # Seconds to wait for Redis to connect or answer before a request gives up
@@ -481,6 +490,10 @@ PLAYGROUND_SWEEP_SECONDS = env_float("PLAYGROUND_SWEEP_SECONDS", 5.0, minimum=0.
 PLAYGROUND_RECONCILE_SECONDS = env_float("PLAYGROUND_RECONCILE_SECONDS", 30.0, minimum=1.0)
 PLAYGROUND_HEALTH_SECONDS = env_float("PLAYGROUND_HEALTH_SECONDS", 3.0, minimum=0.5)
 PLAYGROUND_HOST_DOWN_GRACE = env_float("PLAYGROUND_HOST_DOWN_GRACE", 30.0, minimum=0.0)
+# The engine watcher (manage.py watch_engines) renews each lab host's event
+# stream this often, so a remote engine that vanished without closing the
+# connection is noticed within that time (a closed one at once).
+PLAYGROUND_ENGINE_EVENTS_RENEW_SECONDS = env_float("PLAYGROUND_ENGINE_EVENTS_RENEW_SECONDS", 300.0, minimum=5.0)
 # Jobs a dead worker leaves (playground/jobs.py): a running job holds a lease
 # renewed every third of PLAYGROUND_JOB_LEASE_SECONDS; one whose lease lapsed,
 # or that waited PLAYGROUND_JOB_QUEUE_SECONDS in the queue without starting, is

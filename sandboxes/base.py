@@ -39,7 +39,17 @@ Errors
 cannot help (unknown image, bad argument); ``False`` means it may (engine
 unreachable, timeout). ``OutOfCapacity`` is a transient ``DriverError`` raised
 when the host cannot take another instance. ``NotFound`` is raised by calls on
-an object that no longer exists.
+an object that no longer exists; ``NotRunning`` (permanent for that call) by
+calls that need a running instance on one that exists but does not run.
+
+Events
+------
+``events`` streams what happens to this deployment's instances on the host
+(started, died, OOM, destroyed) as the engine reports it, so a watcher
+learns of a dead instance in a moment instead of polling. The engine keeps
+little or no history (Docker: about the last 1000 events, in memory, lost
+when it restarts), so after (re)connecting a watcher also takes one
+``list_objects`` round: what died while nobody listened shows there.
 
 Blocking
 --------
@@ -50,6 +60,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -65,6 +76,7 @@ DEFAULT_CAPABILITIES = (
 
 ObjectKind = Literal["container", "network", "volume"]
 InstanceState = Literal["running", "stopped", "missing"]
+EventKind = Literal["started", "died", "oom", "destroyed"]
 
 
 class DriverError(Exception):
@@ -87,6 +99,15 @@ class NotFound(DriverError):
     """The object the call names no longer exists on the lab host."""
 
     def __init__(self, message: str = "no such object") -> None:
+        super().__init__(message, permanent=True)
+
+
+class NotRunning(DriverError):
+    """The instance exists but does not run (it exited, was killed, or its
+    engine did not keep it): exec, stats, ports need a running one. A retry
+    cannot help until something starts it again."""
+
+    def __init__(self, message: str = "the instance is not running") -> None:
         super().__init__(message, permanent=True)
 
 
@@ -174,6 +195,8 @@ class LabelledObject:
     id: str
     name: str
     labels: dict[str, str]
+    running: bool | None = None
+    """Containers: whether it runs now (None for networks and volumes)."""
 
     @property
     def instance_id(self) -> str | None:
@@ -182,6 +205,38 @@ class LabelledObject:
     @property
     def network_key(self) -> str | None:
         return self.labels.get(LABEL_NETWORK)
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """Something that happened to one of this deployment's instances."""
+
+    instance_id: str
+    """The ``playground.instance`` label of the container."""
+    kind: EventKind
+    """``started``; ``died`` (its main process ended: exited, killed, or
+    stopped with the engine); ``oom`` (the kernel killed a process of it for
+    memory: it may run on, a ``died`` follows when the main process was the
+    one); ``destroyed`` (the container was removed)."""
+    exit_code: int | None = None
+    """For ``died``: the exit code (137: SIGKILL, which is also what an OOM
+    kill of the main process gives)."""
+    oom: bool = False
+    """For ``died``: an ``oom`` of this instance came just before, on this stream."""
+    at: float = 0.0
+    """When the engine saw it (``time.time()`` scale, the engine's clock)."""
+
+
+class EventStream(Protocol):
+    """The events of a lab host, as they happen: iterate to get them.
+
+    Iteration blocks until the next event and ends (``StopIteration``) when
+    the connection to the host ends: the engine stopped or restarted, or
+    ``close`` was called (from any thread). Open another stream then."""
+
+    def __iter__(self) -> Iterator[EngineEvent]: ...
+
+    def close(self) -> None: ...
 
 
 class TerminalStream(Protocol):
@@ -288,7 +343,7 @@ class Driver:
         and kills the command with its process group. A command that exited
         but left a background child holding its output open (``server &``)
         gets its own exit code once the timeout passes; the child runs on.
-        Raises ``NotFound`` if the instance is gone, ``DriverError`` if it is
+        Raises ``NotFound`` if the instance is gone, ``NotRunning`` if it is
         not running.
         """
         raise NotImplementedError
@@ -312,7 +367,7 @@ class Driver:
         reachable from beside it (any address but loopback), sorted, each
         once: its own servers' and those that nested containers publish
         (Docker's ``docker-proxy`` listens in the instance). Raises
-        ``NotFound`` if the instance is gone, ``DriverError`` if it is not
+        ``NotFound`` if the instance is gone, ``NotRunning`` if it is not
         running. ``parse_listening`` reads Linux's ``/proc/net/tcp*``."""
         raise NotImplementedError
 
@@ -320,7 +375,7 @@ class Driver:
     def stats(self, state: dict) -> InstanceStats:
         """CPU time and memory the instance used so far, cheaply (one
         engine call). Raises ``NotFound`` if the instance is gone,
-        ``DriverError`` if it does not run."""
+        ``NotRunning`` if it does not run."""
         raise NotImplementedError
 
     # -- the terminal -------------------------------------------------------
@@ -348,6 +403,17 @@ class Driver:
         when cut, it starts at a line boundary rather than mid-sequence."""
         raise NotImplementedError
 
+    # -- events -------------------------------------------------------------
+    def events(self, *, since: float | None = None, until: float | None = None) -> EventStream:
+        """The ``EngineEvent`` of this deployment's instances (no other
+        deployment's, no other kind of object), from ``since`` (a past
+        ``EngineEvent.at``: what the host still remembers from then, then
+        live; None: from now on) until ``until`` (then the stream ends; None:
+        until the connection ends). Raises a transient ``DriverError`` when
+        the host does not answer. The host may keep no history across its own
+        restart: after reconnecting, take a ``list_objects`` round too."""
+        raise NotImplementedError
+
     # -- housekeeping -------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
         """Bytes each running instance of this deployment has written to its
@@ -357,7 +423,8 @@ class Driver:
         raise NotImplementedError
 
     def list_objects(self) -> list[LabelledObject]:
-        """Every container, network and volume labelled with this deployment."""
+        """Every container, network and volume labelled with this deployment
+        (containers with ``running`` set). One call per kind on the host."""
         raise NotImplementedError
 
     def remove_object(self, obj: LabelledObject) -> None:

@@ -16,6 +16,9 @@ attach              relay images: inspect + a TCP connection to the instance's
                     relay; others: attach (hijacked stream), inspect
 resize              1
 remove_*            1
+events              1 long-lived GET /events (label-filtered by the engine);
+                    nothing per event
+list_objects        3: containers, networks, volumes
 ==================  ==========================================================
 
 Each public method is built from small ``_steps`` that a subclass can override
@@ -80,12 +83,14 @@ from .base import (
     Created,
     Driver,
     DriverError,
+    EngineEvent,
     ExecResult,
     InstanceSpec,
     InstanceStats,
     InstanceStatus,
     LabelledObject,
     NotFound,
+    NotRunning,
     OutOfCapacity,
     TerminalStream,
     parse_listening,
@@ -560,6 +565,10 @@ class DockerDriver(Driver):
             except docker.errors.NotFound:
                 return InstanceStatus(state="missing", reason="no such container")
         engine_state = info["State"]
+        if engine_state.get("Status") == "removing":
+            # A forced removal kills first: between its ``die`` and its
+            # ``destroy`` the container is already as good as gone.
+            return InstanceStatus(state="missing", reason="being removed")
         if engine_state.get("Running") and not engine_state.get("Paused"):
             return InstanceStatus(state="running", ip=self._ip(info, state))
         if engine_state.get("OOMKilled"):
@@ -612,9 +621,7 @@ class DockerDriver(Driver):
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
-                raise DriverError(
-                    f"instance is not running: {exc.explanation}", permanent=True
-                ) from exc
+                raise NotRunning(f"instance is not running: {exc.explanation}") from exc
             raise
         return created["Id"]
 
@@ -950,7 +957,9 @@ class DockerDriver(Driver):
         with self._engine_errors("list objects"):
             for c in self.api.containers(all=True, filters=filters):
                 name = (c.get("Names") or [""])[0].lstrip("/")
-                found.append(LabelledObject("container", c["Id"], name, c.get("Labels") or {}))
+                found.append(LabelledObject(
+                    "container", c["Id"], name, c.get("Labels") or {}, running=c.get("State") == "running"
+                ))
             for n in self.api.networks(filters=filters):
                 found.append(LabelledObject("network", n["Id"], n["Name"], n.get("Labels") or {}))
             for v in self.api.volumes(filters=filters).get("Volumes") or []:
@@ -990,6 +999,31 @@ class DockerDriver(Driver):
                 pass
         self.api.remove_network(network_id)
 
+    # -- events -----------------------------------------------------------------
+    def events(self, *, since: float | None = None, until: float | None = None) -> DockerEvents:
+        # The engine filters: only this deployment's containers, only the
+        # four actions the contract names (``exec_die`` and the like are other
+        # actions, not matched).
+        filters = {
+            "type": ["container"],
+            "label": [f"{LABEL_DEPLOYMENT}={self.deployment}"],
+            "event": list(_EVENT_KINDS),
+        }
+        params: dict[str, str] = {"filters": json.dumps(filters)}
+        if since is not None:
+            params["since"] = f"{since:.9f}"
+        if until is not None:
+            params["until"] = f"{until:.9f}"
+        with self._engine_errors("watch events"):
+            # No read timeout: a quiet host sends nothing for hours.
+            response = self.api._get(self.api._url("/events"), params=params, stream=True, timeout=None)
+            try:
+                self.api._raise_for_status(response)
+            except BaseException:
+                response.close()
+                raise
+        return DockerEvents(self.api._stream_helper(response, decode=True), response)
+
     # -- errors -----------------------------------------------------------------
     @contextmanager
     def _engine_errors(self, doing: str) -> Iterator[None]:
@@ -1021,6 +1055,68 @@ class DockerDriver(Driver):
         return DriverError(
             f"{doing}: {explanation}", permanent=400 <= status < 500 and status != 409
         )
+
+
+# Engine actions -> EngineEvent kinds.
+_EVENT_KINDS = {"start": "started", "die": "died", "oom": "oom", "destroy": "destroyed"}
+
+
+class DockerEvents:
+    """An ``EventStream`` over the engine's ``/events``. ``close`` from another
+    thread shuts the socket down, which ends the iteration."""
+
+    def __init__(self, decoded: Iterator[dict], response: requests.Response) -> None:
+        self._decoded = decoded
+        self._response = response
+        self._oom: set[str] = set()
+        self._closed = False
+
+    def __iter__(self) -> Iterator[EngineEvent]:
+        try:
+            for raw in self._decoded:
+                event = self._event(raw)
+                if event is not None:
+                    yield event
+        except Exception as exc:  # noqa: BLE001 - a broken connection ends the stream, whatever broke it
+            if not self._closed:
+                log.info("engine events: the stream ended: %s", exc)
+        finally:
+            self.close()
+
+    def _event(self, raw: dict) -> EngineEvent | None:
+        kind = _EVENT_KINDS.get(raw.get("Action") or raw.get("status") or "")
+        actor = raw.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        instance_id = attributes.get(LABEL_INSTANCE)
+        if kind is None or not instance_id:
+            return None
+        container = actor.get("ID") or raw.get("id") or ""
+        at = raw.get("timeNano")
+        at = at / 1e9 if at else float(raw.get("time") or 0)
+        if kind == "oom":
+            self._oom.add(container)
+            return EngineEvent(instance_id=instance_id, kind="oom", at=at)
+        if kind == "died":
+            code = attributes.get("exitCode")
+            return EngineEvent(
+                instance_id=instance_id, kind="died", at=at,
+                exit_code=int(code) if code and code.lstrip("-").isdigit() else None,
+                oom=container in self._oom,
+            )
+        self._oom.discard(container)
+        return EngineEvent(instance_id=instance_id, kind=kind, at=at)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # docker-py's own cancel: it shuts the socket down, which wakes a
+            # thread blocked reading it (a plain close does not).
+            docker.types.CancellableStream(iter(()), self._response).close()
+        except Exception:  # noqa: BLE001 - already gone, or a transport it cannot cancel
+            pass
+        self._response.close()
 
 
 def _number(options: dict[str, object], name: str, default: float) -> float:
@@ -1334,7 +1430,7 @@ def parse_stats(info: dict, *, name: str = "") -> InstanceStats:
     memory = info.get("memory_stats") or {}
     if not cpu.get("total_usage") or "usage" not in memory:
         # What the engine answers for a container that does not run.
-        raise DriverError(f"instance {name} is not running", permanent=True)
+        raise NotRunning(f"instance {name} is not running")
     details = memory.get("stats") or {}
     # As ``docker stats`` counts: the page cache that could be dropped left out.
     inactive = details.get("inactive_file", details.get("total_inactive_file", 0))

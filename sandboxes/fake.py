@@ -10,7 +10,9 @@
 * ``BrokenDriver``: every call raises a transient "lab host unreachable".
 
 Call ``reset()`` between tests. ``FakeDriver.stop_instance`` stands in for an
-instance that stops by itself (exits, is OOM-killed).
+instance that stops by itself (exits, is OOM-killed);
+``FakeDriver.restart_engine`` for an engine restart (open event streams end;
+``keep=False``: every instance dies with it, unannounced).
 
     driver = FakeDriver(url="fake://host1", deployment="test", images=["shell"])
 """
@@ -32,12 +34,15 @@ from .base import (
     Created,
     Driver,
     DriverError,
+    EngineEvent,
+    EventKind,
     ExecResult,
     InstanceSpec,
     InstanceStats,
     InstanceStatus,
     LabelledObject,
     NotFound,
+    NotRunning,
     TerminalStream,
 )
 
@@ -107,6 +112,17 @@ class _Host:
         self.instances: dict[str, _Instance] = {}  # by id
         self.volumes: dict[str, dict[str, str]] = {}  # name -> labels
         self.next_network = 0
+        # What an engine's /events would tell: (deployment, event), in order.
+        self.events: list[tuple[str, EngineEvent]] = []
+        self.changed = threading.Condition(self.lock)
+        self.streams: set[_EventStream] = set()
+        self.streams_opened = 0
+
+    def emit(self, instance: _Instance, kind: EventKind, **fields: object) -> None:
+        event = EngineEvent(instance_id=instance.labels[LABEL_INSTANCE], kind=kind, at=time.time(), **fields)
+        with self.changed:
+            self.events.append((instance.labels[LABEL_DEPLOYMENT], event))
+            self.changed.notify_all()
 
     def instance(self, state: dict) -> _Instance:
         found = self.instances.get(state.get("id", ""))
@@ -117,7 +133,7 @@ class _Host:
     def running(self, state: dict) -> _Instance:
         instance = self.instance(state)
         if not instance.running:
-            raise DriverError(f"instance {instance.name} is not running", permanent=True)
+            raise NotRunning(f"instance {instance.name} is not running")
         return instance
 
     def ip_on(self, network_name: str) -> str:
@@ -266,6 +282,7 @@ class FakeDriver(Driver):
                     instance.network = network
                     instance.ip = self.host.ip_on(network)
                 self.host.instances[instance.id] = instance
+                self.host.emit(instance, "started")
         state = {"id": instance.id, "name": name, "network": network, "hostname": spec.hostname}
         if volumes:
             state["volumes"] = volumes
@@ -287,6 +304,9 @@ class FakeDriver(Driver):
             instance = self.host.instances.pop(state.get("id", ""), None)
             if instance is not None:
                 _close_terminals(instance)
+                if instance.running:  # as on Docker: a forced removal kills it first
+                    self.host.emit(instance, "died", exit_code=137)
+                self.host.emit(instance, "destroyed")
             for volume in state.get("volumes") or ():
                 self.host.volumes.pop(volume, None)
 
@@ -321,6 +341,24 @@ class FakeDriver(Driver):
             instance.exit_code = exit_code
             instance.reason = reason
             _close_terminals(instance)
+            oom = reason == "OOMKilled"
+            if oom:
+                self.host.emit(instance, "oom")
+            self.host.emit(instance, "died", exit_code=exit_code, oom=oom)
+
+    def restart_engine(self, *, keep: bool = True) -> None:
+        """Test helper: the lab host's engine restarts. Open event streams
+        end; with ``keep=False`` (no live restore) every instance stops, and
+        the events of that are lost with the old engine, as on Docker."""
+        with self.host.changed:
+            for stream in list(self.host.streams):
+                stream.close()
+            if not keep:
+                for instance in self.host.instances.values():
+                    if instance.running:
+                        instance.running, instance.exit_code, instance.reason = False, 143, "exited"
+                        _close_terminals(instance)
+            self.host.events.clear()
 
     def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
         with self.host.lock:
@@ -440,10 +478,13 @@ class FakeDriver(Driver):
                 if i.running and i.labels[LABEL_DEPLOYMENT] == self.deployment
             }
 
+    def events(self, *, since: float | None = None, until: float | None = None) -> _EventStream:
+        return _EventStream(self.host, self.deployment, since=since, until=until)
+
     def list_objects(self) -> list[LabelledObject]:
         with self.host.lock:
             found = [
-                LabelledObject("container", i.id, i.name, dict(i.labels))
+                LabelledObject("container", i.id, i.name, dict(i.labels), running=i.running)
                 for i in self.host.instances.values()
                 if i.labels[LABEL_DEPLOYMENT] == self.deployment
             ]
@@ -550,6 +591,9 @@ class BrokenDriver(Driver):
     def disk_usage(self) -> dict[str, int]:
         raise self._fail()
 
+    def events(self, *, since: float | None = None, until: float | None = None) -> _EventStream:
+        raise self._fail()
+
     def list_objects(self) -> list[LabelledObject]:
         raise self._fail()
 
@@ -616,6 +660,48 @@ class _Terminal:
             self._far.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+class _EventStream:
+    """A fake host's events of one deployment, from ``since`` (or now)."""
+
+    def __init__(self, host: _Host, deployment: str, *, since: float | None, until: float | None) -> None:
+        self._host = host
+        self._deployment = deployment
+        self._until = until
+        self._closed = False
+        with host.changed:
+            if since is None:
+                self._next = len(host.events)
+            else:
+                self._next = next((n for n, (_, e) in enumerate(host.events) if e.at >= since), len(host.events))
+            host.streams.add(self)
+            host.streams_opened += 1
+
+    def __iter__(self):
+        try:
+            while True:
+                with self._host.changed:
+                    while not self._closed and self._next >= len(self._host.events):
+                        if self._until is not None and time.time() >= self._until:
+                            return
+                        self._host.changed.wait(0.05)
+                    if self._closed:
+                        return
+                    deployment, event = self._host.events[self._next]
+                    self._next += 1
+                if self._until is not None and event.at > self._until:
+                    return
+                if deployment == self._deployment:
+                    yield event
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._host.changed:
+            self._closed = True
+            self._host.streams.discard(self)
+            self._host.changed.notify_all()
 
 
 def _close_terminals(instance: _Instance) -> None:

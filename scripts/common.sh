@@ -29,6 +29,13 @@ ENGINE_URL="${PLAYGROUND_ENGINE_SOCKET:-unix://$ENGINE_SOCKET_PATH}"
 REDIS_PORT="${PLAYGROUND_REDIS_PORT:-6399}"
 REDIS_DIR="$STATE_DIR/redis"
 
+# The project's own PostgreSQL cluster (scripts/postgres.sh): never a system one.
+POSTGRES_PORT="${PLAYGROUND_POSTGRES_PORT:-5439}"
+POSTGRES_DIR="$STATE_DIR/postgres"
+POSTGRES_DATA="$POSTGRES_DIR/data"
+POSTGRES_PASSWORD_FILE="$POSTGRES_DIR/password"
+POSTGRES_SOCKET_DIR="$RUN_DIR/postgres"
+
 # Prefer Debian's CLI (it matches the 20.10 engine), else whatever is on PATH.
 if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
 

@@ -2,11 +2,21 @@
 # The project-owned Docker Engine (the local lab host).
 #
 #   scripts/engine.sh start    start it, or adopt one that already answers
-#   scripts/engine.sh stop     stop it, if the pidfile names our dockerd
+#   scripts/engine.sh stop     stop it, if the pidfile names our dockerd; its
+#                              sandboxes run on (live restore) and the host
+#                              firewall stays: the next start adopts them
 #   scripts/engine.sh status   exit 0 when the socket answers, 3 when not
 #   scripts/engine.sh firewall-up|firewall-down
-#                              only the host firewall (start/stop include it);
-#                              also for a remote lab host's own machine
+#                              only the host firewall (start installs it; only
+#                              firewall-down removes it, once no sandbox of this
+#                              engine is left); also for a remote lab host's machine
+#
+# Live restore: a restart of the engine (an upgrade, a crash, `stop; start`)
+# costs no sandbox: containers, their terminals and nested engines run on
+# while dockerd is away, and the new dockerd adopts them (DESIGN.md records
+# it working with user namespace remapping). A second engine beside this one
+# (tests) takes its own PLAYGROUND_RUN_DIR, PLAYGROUND_STATE_DIR and
+# PLAYGROUND_ENGINE_ADDRESS_POOL: its firewall is then a chain of its own.
 #
 # A dockerd of its own (socket, data root, exec root, pidfile, no default
 # bridge) so it never touches a system Docker. User namespaces are remapped:
@@ -25,7 +35,13 @@ START_TIMEOUT=30
 ENGINE_ADDRESS_POOL="${PLAYGROUND_ENGINE_ADDRESS_POOL:-10.213.0.0/16}"
 # The one host service sandboxes may reach: the read-only image mirror.
 MIRROR_PORT="${PLAYGROUND_MIRROR_PORT:-5099}"
-FIREWALL_CHAIN=PLAYGROUND-INPUT
+# One chain per engine (per address pool): removing one engine's firewall
+# never lifts another's. The main engine keeps the historical name.
+if [ "$ENGINE_ADDRESS_POOL" = 10.213.0.0/16 ]; then
+    FIREWALL_CHAIN=PLAYGROUND-INPUT
+else
+    FIREWALL_CHAIN="PLAYGROUND-IN-$(printf '%s' "$ENGINE_ADDRESS_POOL" | md5sum | cut -c1-8)"
+fi
 # Session bridges are named pgbr<digest> by sandboxes/docker.py.
 BRIDGE_PREFIX=pgbr
 
@@ -41,6 +57,10 @@ engine_args=(
     --log-opt max-size=1m
     --log-opt max-file=1
 )
+# Off only to show what a restart without it costs (tests/faults).
+if [ "${PLAYGROUND_ENGINE_LIVE_RESTORE:-1}" != 0 ]; then
+    engine_args+=(--live-restore)
+fi
 
 answers() {
     timeout 10 "$DOCKER" -H "unix://$ENGINE_SOCKET_PATH" version >/dev/null 2>&1
@@ -162,10 +182,17 @@ start() {
     [ -x "$DOCKERD" ] || die "engine: $DOCKERD is missing (apt-get install docker.io, or run scripts/setup.sh)"
     mkdir -p "$RUN_DIR" "$ENGINE_EXEC_ROOT" "$ENGINE_DATA_ROOT"
     # Routing between session networks and published ports. (dockerd turns
-    # it on too; doing it here makes a failure visible.)
+    # it on too; doing it here makes a failure visible.) dockerd drops
+    # forwarded traffic by default only when it is the one that turns
+    # forwarding on, so do as it would: this policy is the floor under its
+    # own FORWARD rules (which stay while it is stopped and are checked
+    # again as it starts).
     if [ "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)" != 1 ]; then
-        echo 1 2>/dev/null > /proc/sys/net/ipv4/ip_forward \
-            || warn "could not enable net.ipv4.ip_forward; published ports may not work"
+        if echo 1 2>/dev/null > /proc/sys/net/ipv4/ip_forward; then
+            iptables -w -P FORWARD DROP || warn "could not set the FORWARD policy to DROP"
+        else
+            warn "could not enable net.ipv4.ip_forward; published ports may not work"
+        fi
     fi
     if ! getent passwd dockremap >/dev/null; then
         say "engine: first start, dockerd will create the dockremap user and its subordinate ids"
@@ -198,19 +225,19 @@ stop() {
             say "engine: the daemon at unix://$ENGINE_SOCKET_PATH is not ours (no matching pidfile); leaving it"
         else
             say "engine: not running"
-            firewall_down  # no sandbox left to guard (a crashed engine's rules)
         fi
         return 0
     fi
-    say "engine: stopping pid $pid"
+    say "engine: stopping pid $pid (its sandboxes run on: live restore)"
     kill -TERM "$pid"
-    # dockerd gives containers their stop timeout (15 s by default) first.
+    # With live restore dockerd leaves at once; without it (an older config)
+    # it gives containers their stop timeout (15 s by default) first.
     if ! wait_gone 40 "$pid"; then
         warn "engine: pid $pid still alive after 40s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
         wait_gone 5 "$pid" || die "engine: pid $pid survived SIGKILL"
     fi
-    firewall_down
+    # The firewall stays: the sandboxes (and their bridges) outlive dockerd.
     say "engine: stopped"
 }
 

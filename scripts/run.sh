@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run the playground in the foreground (what `make up` runs after setup):
-# Daphne (HTTP + WebSocket), a Celery worker and Celery beat, their output
-# interleaved with a prefix per process.
+# Daphne (HTTP + WebSocket), a Celery worker, Celery beat and the engine
+# watcher (manage.py watch_engines), their output interleaved with a prefix
+# per process.
 #
-# Ctrl-C (or SIGTERM) stops all three; a second Ctrl-C kills them at once.
+# Ctrl-C (or SIGTERM) stops them all; a second Ctrl-C kills them at once.
 # If one of them dies, the others are stopped and this exits non-zero.
 # Daemons that the preceding setup started for this run (names listed in
-# $PLAYGROUND_STARTED_FILE: engine, redis, registry) are stopped on the way out too.
+# $PLAYGROUND_STARTED_FILE: engine, redis, registry, postgres) are stopped on the way out too.
 #
 #   PLAYGROUND_BIND  address Daphne listens on (default 127.0.0.1)
 #   PLAYGROUND_PORT  its port (default 8000)
@@ -51,6 +52,7 @@ stop_owned_daemons() {
     local file="${PLAYGROUND_STARTED_FILE:-}"
     [ -n "$file" ] && [ -f "$file" ] || return 0
     # Stop what setup started for this run, in reverse order of need.
+    if grep -qx postgres "$file"; then "$REPO_ROOT/scripts/postgres.sh" stop || true; fi
     if grep -qx registry "$file"; then "$REPO_ROOT/scripts/registry.sh" stop || true; fi
     if grep -qx redis "$file"; then "$REPO_ROOT/scripts/redis.sh" stop || true; fi
     if grep -qx engine "$file"; then "$REPO_ROOT/scripts/engine.sh" stop || true; fi
@@ -88,6 +90,8 @@ log "playground at http://$BIND:$PORT/ (Ctrl-C stops it)"
 spawn web "$VENV/bin/daphne" -b "$BIND" -p "$PORT" playground.asgi:application
 spawn worker "$VENV/bin/celery" -A playground worker --pool threads --concurrency 16 -l info
 spawn beat "$VENV/bin/celery" -A playground beat -l info -s "$STATE_DIR/celerybeat-schedule"
+# Holds each lab host's event stream: an instance that dies says so at once.
+spawn watcher "$VENV/bin/python" manage.py watch_engines
 
 died=""
 status=0

@@ -10,6 +10,15 @@
 #   PLAYGROUND_LAB_HOSTS    set: no local engine is started (images are then
 #                           built only into PLAYGROUND_ENGINE_SOCKET, if set)
 #   REDIS_URL               set: no local Redis is started
+#   PLAYGROUND_DATABASE     sqlite (default) or postgres: the project's own
+#                           PostgreSQL is started, migrated, and what
+#                           `make up` runs on (unless DATABASE_URL is set)
+#   PLAYGROUND_POSTGRES     on: start the project's PostgreSQL anyway, the
+#                           playground staying on SQLite (`make test` sets it
+#                           for the concurrency tier)
+#   PLAYGROUND_APP_IMAGES   on: also build the images of docker-compose.yml
+#                           (scripts/build-app-images.sh; `make test` sets it
+#                           for tests/compose)
 #   PLAYGROUND_STARTED_FILE a file that engine.sh/redis.sh append "engine" or
 #                           "redis" to when they start one (scripts/run.sh
 #                           stops those on exit; `make up` sets it)
@@ -24,6 +33,9 @@ BASE_PACKAGES=(
     crun                  # the runtime Docker-in-instance images use inside
     docker-registry       # the lab registry mirror (scripts/registry.sh)
     redis-server          # broker, channel layer, cache (and redis-cli)
+    docker-compose        # 1.29: the compose test tier runs docker-compose.yml
+    python3-venv          # Debian's python3 makes the app image's wheels (build-app-images.sh)
+    postgresql            # 15: the concurrency test tier's database (scripts/postgres.sh)
     debootstrap           # builds the sandbox images from Debian packages
     debian-archive-keyring
     uidmap                # subordinate id tools for --userns-remap
@@ -32,6 +44,7 @@ BASE_PACKAGES=(
     gcc libc6-dev         # build the sandbox images' terminal relay (static)
     ca-certificates
     make
+    nginx                 # the fault tier's proxy in front of two Daphnes (run by the tests, never as a service)
 )
 # The browser bundle (scripts/build-frontend.sh) needs node and npm; asked for
 # only when they are not on PATH already (Debian's npm is a large install).
@@ -139,6 +152,18 @@ else
     "$REPO_ROOT/scripts/redis.sh" start
 fi
 
+case "${PLAYGROUND_DATABASE:-sqlite}" in
+    sqlite|postgres) ;;
+    *) die "database: PLAYGROUND_DATABASE=$PLAYGROUND_DATABASE is neither sqlite nor postgres" ;;
+esac
+if [ "${PLAYGROUND_DATABASE:-sqlite}" = postgres ] && [ -z "${DATABASE_URL:-}" ]; then
+    "$REPO_ROOT/scripts/postgres.sh" start
+    DATABASE_URL="$("$REPO_ROOT/scripts/postgres.sh" url)"
+    export DATABASE_URL  # the migration below
+elif [ "${PLAYGROUND_POSTGRES:-off}" = on ]; then
+    "$REPO_ROOT/scripts/postgres.sh" start
+fi
+
 if [ -n "${PLAYGROUND_LAB_HOSTS:-}" ] && [ -z "${PLAYGROUND_ENGINE_SOCKET:-}" ]; then
     say "images: skipped (own lab hosts; build into one with PLAYGROUND_ENGINE_SOCKET=... scripts/build-images.sh)"
 else
@@ -155,6 +180,16 @@ fi
 
 if [ -x "$REPO_ROOT/scripts/build-frontend.sh" ]; then
     "$REPO_ROOT/scripts/build-frontend.sh"
+fi
+
+# The production shape's images (they take the browser bundle above); only
+# those whose inputs changed are rebuilt.
+if [ "${PLAYGROUND_APP_IMAGES:-off}" = on ]; then
+    if [ -n "${PLAYGROUND_LAB_HOSTS:-}" ] && [ -z "${PLAYGROUND_ENGINE_SOCKET:-}" ]; then
+        say "app images: skipped (own lab hosts; PLAYGROUND_ENGINE_SOCKET=... scripts/build-app-images.sh)"
+    else
+        "$REPO_ROOT/scripts/build-app-images.sh"
+    fi
 fi
 
 if [ -f "$REPO_ROOT/manage.py" ]; then

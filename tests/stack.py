@@ -3,6 +3,7 @@ beat as separate processes, against the project's Redis and lab-host engine,
 under a deployment label of their own so they never touch ``make up``."""
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import socket
@@ -13,7 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import requests
+
+from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -42,18 +46,25 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float
 
 class Stack:
     def __init__(self, workdir: Path, *, redis_db: int, env: dict[str, str] | None = None,
-                 redis: str = REDIS) -> None:
+                 redis: str = REDIS, database_url: str | None = None) -> None:
         self.workdir = workdir
         self.deployment = f"test-{secrets.token_hex(4)}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = workdir / "db.sqlite3"
+        # On PostgreSQL when given a server's URL (database_url, else
+        # PLAYGROUND_TEST_DATABASE_URL): a database of the stack's own there,
+        # made by start() and dropped when the test run ends.
+        self.database_server = database_url or os.environ.get("PLAYGROUND_TEST_DATABASE_URL") or None
+        self.database = pg.database_name(self.deployment) if pg.is_postgres(self.database_server) else None
+        self._database_made = False
         self.env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "playground.settings",
             "PLAYGROUND_STATE_DIR": str(workdir),
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": (pg.with_database(self.database_server, self.database) if self.database
+                             else f"sqlite:///{self.db_path}"),
             "REDIS_URL": f"{redis}/{redis_db}",
             "PLAYGROUND_DEPLOYMENT": self.deployment,
             "PLAYGROUND_LAB_HOSTS": ENGINE,
@@ -79,12 +90,17 @@ class Stack:
     # -- life cycle -------------------------------------------------------------
     def start(self) -> Stack:
         subprocess.run(["redis-cli", "-u", self.env["REDIS_URL"], "flushdb"], check=True, capture_output=True)
+        if self.database and not self._database_made:
+            pg.create_database(self.database_server, self.database)
+            self._database_made = True
+            atexit.register(self._drop_database_at_exit)
         self.manage("migrate", "--noinput")
         self._spawn_web()
         self._spawn("worker", [PYTHON, "-m", "celery", "-A", "playground", "worker", "--pool", "threads",
                                "--concurrency", "8", "-l", "info", "--without-mingle", "--without-gossip"])
         self._spawn("beat", [PYTHON, "-m", "celery", "-A", "playground", "beat", "-l", "info",
                              "-s", str(self.workdir / "celerybeat-schedule")])
+        self._spawn("watcher", [PYTHON, "manage.py", "watch_engines"])
         try:
             wait_for(self._web_answers, timeout=30, what="Daphne to answer")
             wait_for(lambda: "ready" in self.log("worker"), timeout=30, what="the Celery worker to be ready")
@@ -160,6 +176,24 @@ class Stack:
         return http
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
-        """Run SQL on the stack's database (to move clocks, not to assert internals)."""
+        """Run SQL on the stack's database (to move clocks, not to assert internals).
+        ``?`` placeholders work on both SQLite and PostgreSQL."""
+        if self.database:
+            with psycopg.connect(self.env["DATABASE_URL"], autocommit=True, connect_timeout=10) as db:
+                cursor = db.execute(query.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
         with sqlite3.connect(self.db_path, timeout=20) as db:
             return db.execute(query, params).fetchall()
+
+    def drop_database(self) -> None:
+        """Drop the stack's PostgreSQL database (after stop(); at the latest
+        when the test run ends)."""
+        if self.database and self._database_made:
+            self._database_made = False
+            pg.drop_database(self.database_server, self.database)
+
+    def _drop_database_at_exit(self) -> None:
+        try:
+            self.drop_database()
+        except psycopg.Error:
+            pass  # its server is gone already (a private cluster), and the database with it

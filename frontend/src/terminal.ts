@@ -39,6 +39,7 @@ const RETRY_CLOSES: Record<number, string> = {
   4429: "Too many connections right now.",
   1009: "A message was too large for the terminal.",
   1011: "The terminal hit an internal error.",
+  1012: "The server restarted.",
 };
 
 export type ServerStatus = "provisioning" | "running" | "reconnecting" | "exited" | "session_over";

@@ -290,8 +290,12 @@ def join(*, user, code: str | None = None, invite: str | None = None, display_na
             return learner.session, False
         _is_open(classroom)
         if learner is None:
-            if Learner.objects.filter(classroom=classroom).count() >= classroom.seats:
-                raise LimitReached(f"The class {classroom.title!r} is full: all {classroom.seats} seats are taken.")
+            # Joins of one class take turns from here to the commit: two
+            # learners counting the seats at once would both see the last one
+            # free (SQLite's one writer hides this; PostgreSQL does not).
+            seats = Classroom.objects.select_for_update().values_list("seats", flat=True).get(id=classroom.id)
+            if Learner.objects.filter(classroom=classroom).count() >= seats:
+                raise LimitReached(f"The class {classroom.title!r} is full: all {seats} seats are taken.")
             _take_a_use(classroom, via)
             if not name:
                 name = _default_name(user)

@@ -781,16 +781,18 @@ def expire_due_sessions() -> list[str]:
     """Claim sessions past their lifetime or idle too long; queue their teardown."""
     now = timezone.now()
     idle_since = now - timedelta(seconds=settings.PLAYGROUND_IDLE_TIMEOUT)
-    due = Session.objects.filter(state__in=Session.LIVE_STATES).filter(
-        Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_since)
-    ).select_related("owner")  # named in the audit log
+    is_due = Q(expires_at__lte=now) | Q(last_activity_at__lte=idle_since)
+    due = Session.objects.filter(state__in=Session.LIVE_STATES).filter(is_due)
+    due = due.select_related("owner")  # named in the audit log
     expired = []
     for session in due:
         if session.expires_at <= now:
             reason = "its lifetime ran out"
         else:
             reason = f"no activity for {settings.PLAYGROUND_IDLE_TIMEOUT // 60} min"
-        claimed = Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).update(
+        # Still due when claimed: an extend (or activity) that committed since
+        # the read above wins, and the session lives on.
+        claimed = Session.objects.filter(is_due, id=session.id, state__in=Session.LIVE_STATES).update(
             state=Session.State.EXPIRED, ended_at=now, reason=reason
         )
         if claimed:
@@ -1298,6 +1300,9 @@ class _HostWatcher(threading.Thread):
             renew_at = opened_at + settings.PLAYGROUND_ENGINE_EVENTS_RENEW_SECONDS
             try:
                 stream = driver.events(since=since, until=renew_at)
+            except NotImplementedError:
+                log.warning("engine events: the driver of %s has no event stream; not watching it", self.host)
+                return
             except DriverError as exc:
                 if not engine_lost:
                     log.warning("engine events: %s does not answer (%s); retrying", self.host, exc.message)

@@ -45,6 +45,9 @@ FORBIDDEN = 4403
 GONE = 4404
 SESSION_OVER = 4410
 RATE_LIMITED = 4429
+SERVICE_RESTART = 1012
+STOPPING_SECONDS = 5.0
+"""The most a stopping server waits for a connection's cleanup."""
 
 # Sane terminal sizes; xterm.js reports what fits its element.
 COLS = (2, 1000)
@@ -90,9 +93,31 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            await self._server_stopping()
+            raise
         finally:
             if events is not None:
                 events.cancel()
+
+    async def _server_stopping(self) -> None:
+        """Daphne cancels every connection when it stops (SIGTERM: a restart)
+        and calls no ``disconnect``: do its work (an instructor's keyboard goes
+        back to the learner, the session's group is left), then close with
+        1012 (service restart); the client reconnects, to another process."""
+        if not hasattr(self, "viewer"):
+            return  # not connected yet
+        try:
+            await asyncio.wait_for(self.disconnect(SERVICE_RESTART), timeout=STOPPING_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the process ends anyway
+            log.warning("terminal of %s: cleaning up on the way out: %s", getattr(self, "instance_id", "?"), exc)
+        if getattr(self, "conn", None) is not None:
+            self.conn.close(SERVICE_RESTART)
+        else:
+            try:
+                await self.close(code=SERVICE_RESTART)
+            except Exception:  # noqa: BLE001 - the socket may be gone already
+                pass
 
     async def _layer_events(self) -> None:
         while True:
@@ -189,13 +214,14 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             return self._session_over()
         self.session_id = target.session_id
         self.role = target.role
-        self.control = await terminal.db(actions.terminal_control)(instance_id=self.instance_id)
         self.group = actions.session_group(target.session_id)
         try:
             await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception as exc:  # noqa: BLE001 - the hub notices a session's end by itself too
             log.warning("terminal of %s: no session events until Redis answers: %s", self.instance_id, exc)
             self.rejoin = True
+        # Read after joining the group: a takeover in between is then heard, not missed.
+        self.control = await terminal.db(actions.terminal_control)(instance_id=self.instance_id)
         if target.state == "running":
             self._join(target)
         elif target.state == "provisioning":
@@ -412,6 +438,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     async def session_status(self, event: dict) -> None:
         if event.get("state") == "session_over":
             self._session_over()
+        elif event.get("state") == "exited" and event.get("instance") == self.instance_id:
+            # The engine watcher saw the container die (actions.instance_died).
+            self.viewer.event({"type": "status", "state": "exited"})
 
     async def session_control(self, event: dict) -> None:
         if event.get("instance") == self.instance_id and event.get("by") in ("owner", "instructor"):

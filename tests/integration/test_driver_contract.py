@@ -19,6 +19,7 @@ import itertools
 import os
 import secrets
 import select
+import threading
 import time
 
 import pytest
@@ -35,6 +36,7 @@ from sandboxes.base import (
     LabelledObject,
     Limits,
     NotFound,
+    NotRunning,
     TerminalStream,
 )
 from sandboxes.docker import DockerDriver
@@ -574,6 +576,44 @@ class DriverContract:
             lab.driver.remove_object(stranger)
         assert caught.value.permanent
         assert all(o.labels[LABEL_DEPLOYMENT] == DEPLOYMENT for o in lab.driver.list_objects())
+
+    # events
+    def test_the_event_stream_tells_of_this_deployments_instances_dying_and_going(self, lab, net):
+        begun = time.time() - 1
+        stream = lab.driver.events()
+        seen: list = []
+        reader = threading.Thread(target=lambda: seen.extend(stream), daemon=True)
+        reader.start()
+        try:
+            iid = lab.instance_id("events")
+            created = lab.instance("node7", net, instance_id=iid)
+            # Listing tells a running container from a stopped one.
+            assert [o.running for o in lab.driver.list_objects() if o.instance_id == iid] == [True]
+            lab.stop(created.state)
+            assert [o.running for o in lab.driver.list_objects() if o.instance_id == iid] == [False]
+            lab.driver.remove_instance(created.state)
+            wait_for(lambda: any(e.instance_id == iid and e.kind == "destroyed" for e in seen),
+                     "the stream to tell of the removal")
+        finally:
+            stream.close()
+            reader.join(5)
+        assert not reader.is_alive(), "closing the stream from another thread ends its iteration"
+        ours = [(e.kind, e.exit_code) for e in seen if e.instance_id == iid]
+        assert ours == [("started", None), ("died", 137), ("destroyed", None)]
+        known = {o.instance_id for o in lab.driver.list_objects()} | {iid}
+        assert {e.instance_id for e in seen} <= known  # this deployment's only
+        # What happened since a past moment, up to a later one: the stream then ends by itself.
+        replayed = list(lab.driver.events(since=begun, until=time.time() + 0.5))
+        assert [e.kind for e in replayed if e.instance_id == iid] == ["started", "died", "destroyed"]
+        with pytest.raises(DriverError) as caught:
+            lab.unreachable_driver().events()
+        assert not caught.value.permanent
+
+    def test_calls_needing_a_running_instance_on_a_stopped_one_raise_not_running(self, lab, stopped):
+        with pytest.raises(NotRunning):
+            lab.driver.exec(stopped.state, "true")
+        with pytest.raises(NotRunning):
+            lab.driver.listening_ports(stopped.state)
 
     # last: nothing leaks
     def test_cleaning_up_leaves_nothing_labelled_on_the_lab_host(self, lab):
