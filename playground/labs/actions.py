@@ -135,7 +135,9 @@ def import_lab(*, lab_def: LabDef, slug: str | None = None, draft: bool = False)
 
 def catalogue(*, query: str = "", tag: str = "", difficulty: str = ""):
     """Published labs, with their step counts, matching the filters."""
-    labs = Lab.objects.filter(draft=False).annotate(step_count=Count("steps"))
+    # Ordered here: a query with an aggregate drops the model's own ordering
+    # (PostgreSQL then returns any order).
+    labs = Lab.objects.filter(draft=False).annotate(step_count=Count("steps")).order_by("title")
     if query:
         labs = labs.filter(Q(title__icontains=query) | Q(summary__icontains=query) | Q(tags__icontains=query))
     if difficulty:
