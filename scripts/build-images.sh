@@ -20,7 +20,9 @@ set -euo pipefail
 
 SUITE=bookworm
 MIRROR="${PLAYGROUND_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-RECIPES="$REPO_ROOT/sandboxes/images"
+# Another folder of recipes in the same format (scripts/build-app-images.sh
+# builds deploy/images/ this way).
+RECIPES="${PLAYGROUND_IMAGE_RECIPES:-$REPO_ROOT/sandboxes/images}"
 BUILD_DIR="$STATE_DIR/build"
 DEB_CACHE="$STATE_DIR/cache/debootstrap"
 # Bump when the way a recipe becomes an image changes, to rebuild them all.
