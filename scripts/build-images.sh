@@ -19,7 +19,6 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SUITE=bookworm
-MIRROR="${PLAYGROUND_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # Another folder of recipes in the same format (scripts/build-app-images.sh
 # builds deploy/images/ this way).
 RECIPES="${PLAYGROUND_IMAGE_RECIPES:-$REPO_ROOT/sandboxes/images}"
@@ -171,9 +170,11 @@ build() {
     WORK="$(mktemp -d "$BUILD_DIR/$name.XXXXXX")"
     local root="$WORK/root"
 
-    say "image $image: debootstrap $SUITE from $MIRROR (log: $log)"
+    local mirror
+    mirror="$(debian_mirror)"
+    say "image $image: debootstrap $SUITE from $mirror (log: $log)"
     if ! debootstrap --variant=minbase --include="$packages" --cache-dir="$DEB_CACHE" \
-            "$SUITE" "$root" "$MIRROR" >"$log" 2>&1; then
+            "$SUITE" "$root" "$mirror" >"$log" 2>&1; then
         tail -n 25 "$log" >&2
         die "images: debootstrap failed for $name (full log: $log)"
     fi

@@ -99,3 +99,22 @@ wait_gone() {
         sleep 0.2
     done
 }
+
+# The Debian mirror this machine's apt uses (its sources), for debootstrap:
+# the repository names no mirror of its own. PLAYGROUND_DEBIAN_MIRROR wins;
+# a machine whose sources name no Debian archive (Ubuntu) must set it.
+debian_mirror() {
+    if [ -n "${PLAYGROUND_DEBIAN_MIRROR:-}" ]; then
+        printf '%s\n' "${PLAYGROUND_DEBIAN_MIRROR%/}"
+        return 0
+    fi
+    local uri
+    uri="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+        awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }')"
+    if [ -z "$uri" ]; then
+        uri="$(grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+            awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\/.*\/debian\/?$/) { print $i; exit } }')"
+    fi
+    [ -n "$uri" ] || die "no Debian archive in this machine's apt sources: set PLAYGROUND_DEBIAN_MIRROR to a Debian mirror"
+    printf '%s\n' "${uri%/}"
+}

@@ -37,7 +37,6 @@ RECIPES="$REPO_ROOT/sandboxes/mirror"
 REGISTRY_BIN=/usr/bin/docker-registry
 REGISTRY_USER=docker-registry
 SUITE=bookworm
-DEBIAN_MIRROR="${PLAYGROUND_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEB_CACHE="$STATE_DIR/cache/debootstrap"
 BUILD_DIR="$STATE_DIR/build"
 # Bump when the way recipes become images changes, to refill.
@@ -277,7 +276,7 @@ fill() {
     local log="$BUILD_DIR/mirror.log" base="$WORK/base"
     : > "$log"
     say "registry: debootstrap $SUITE (log: $log)"
-    if ! debootstrap --variant=minbase --cache-dir="$DEB_CACHE" "$SUITE" "$base" "$DEBIAN_MIRROR" >>"$log" 2>&1; then
+    if ! debootstrap --variant=minbase --cache-dir="$DEB_CACHE" "$SUITE" "$base" "$(debian_mirror)" >>"$log" 2>&1; then
         tail -n 25 "$log" >&2
         die "registry: debootstrap failed (full log: $log)"
     fi

@@ -63,6 +63,11 @@ WRITE_CHUNK = 64 * 1024
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _RETRY_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0)
+# A new attachment's kept output (the replay) comes a moment after the
+# attachment itself (the relay or the engine writes it then): a read that
+# finds nothing yet waits this long for it before the hub goes live, or the
+# replay would pass as live output, appended to the screen it repaints.
+PRIME_WAIT = 0.3
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,7 @@ class Hub:
         self._offset = 0  # output read so far (the ring ends there)
         self._replay_cache: tuple[int, bytes] = (-1, b"")
         self._primed = 0
+        self._prime_timer: asyncio.TimerHandle | None = None
         self._size: tuple[int, int] | None = None
         self._applied_size: tuple[int, int] | None = None
         self._resizing = False
@@ -399,7 +405,10 @@ class Hub:
                 data = self._stream.recv(min(limit, budget))
             except _WOULD_BLOCK:
                 if self.state == "priming":
-                    self._go_live()
+                    if self._primed:
+                        self._go_live()
+                    elif self._prime_timer is None:  # nothing kept came yet: wait for it a moment
+                        self._prime_timer = self.loop.call_later(PRIME_WAIT, self._primed_or_not)
                 return None
             except OSError as exc:
                 return f"read failed: {exc}"
@@ -429,7 +438,16 @@ class Hub:
                 else:
                     viewer.lagging = True
 
+    def _primed_or_not(self) -> None:
+        """The kept output did not come in time (an instance that printed nothing yet): live anyway."""
+        self._prime_timer = None
+        if self.state == "priming":
+            self._go_live()
+
     def _go_live(self) -> None:
+        if self._prime_timer is not None:
+            self._prime_timer.cancel()
+            self._prime_timer = None
         self.state = "live"
         replay = self._replay()
         for viewer in self.viewers:
@@ -600,6 +618,9 @@ class Hub:
         self.close()
 
     def _drop_stream(self) -> None:
+        if self._prime_timer is not None:
+            self._prime_timer.cancel()
+            self._prime_timer = None
         self._stop_reading()
         if self._writing:
             self.loop.remove_writer(self._fd)

@@ -150,7 +150,7 @@ def watcher_caught_up(stack, times: int) -> bool:
     return stack.log("watcher").count("again;") >= times
 
 
-def test_an_engine_restart_with_live_restore_costs_no_session(stack, own_engine, alice):
+def test_an_engine_restart_with_live_restore_costs_no_session(stack, own_engine, alice, measured):
     session = api(stack, alice, "POST", "", json={}).json()
     sid, shell = session["id"], session["instances"][0]
     wait_instance(stack, alice, sid, shell["id"], "running", timeout=60)
@@ -168,7 +168,8 @@ def test_an_engine_restart_with_live_restore_costs_no_session(stack, own_engine,
         pid = terminal.expect(rb"shell-(\d+)").group(1)
 
         away = own_engine.restart()
-        print(f"the engine was away {away:.1f} s")
+        measured("lab-host engine restarted (live restore)", "nothing: same shell, nested containers run; engine away",
+                 away)
         wait_for(lambda: watcher_caught_up(stack, 1), timeout=60, what="the watcher to reconnect and catch up")
 
         mark = len(terminal.output)
@@ -186,7 +187,8 @@ def test_an_engine_restart_with_live_restore_costs_no_session(stack, own_engine,
     assert api(stack, alice, "DELETE", f"{sid}/").status_code == 204
 
 
-def test_an_instance_killed_behind_the_playgrounds_back_is_failed_with_its_reason(stack, own_engine, alice):
+def test_an_instance_killed_behind_the_playgrounds_back_is_failed_with_its_reason(stack, own_engine, alice,
+                                                                                 measured):
     session = api(stack, alice, "POST", "", json={}).json()
     sid, node = session["id"], session["instances"][0]
     wait_instance(stack, alice, sid, node["id"], "running", timeout=60)
@@ -194,7 +196,7 @@ def test_an_instance_killed_behind_the_playgrounds_back_is_failed_with_its_reaso
     killed = time.monotonic()
 
     failed = wait_instance(stack, alice, sid, node["id"], "failed", timeout=WATCHER_DEADLINE)
-    print(f"marked failed {time.monotonic() - killed:.1f} s after the kill")
+    measured("instance's container killed", "instance failed with the exit code, after", time.monotonic() - killed)
     assert failed["reason"] == "its container exited (code 137)"
     answer = api(stack, alice, "POST", f"{sid}/instances/{node['id']}/exec/", json={"command": "true"})
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_ready", answer.text
@@ -202,7 +204,7 @@ def test_an_instance_killed_behind_the_playgrounds_back_is_failed_with_its_reaso
     assert api(stack, alice, "DELETE", f"{sid}/").status_code == 204
 
 
-def test_after_a_restart_without_live_restore_its_instances_say_so(stack, own_engine, alice):
+def test_after_a_restart_without_live_restore_its_instances_say_so(stack, own_engine, alice, measured):
     session = api(stack, alice, "POST", "", json={}).json()
     sid, node = session["id"], session["instances"][0]
     wait_instance(stack, alice, sid, node["id"], "running", timeout=60)
@@ -212,7 +214,8 @@ def test_after_a_restart_without_live_restore_its_instances_say_so(stack, own_en
     back = time.monotonic()
     try:
         failed = wait_instance(stack, alice, sid, node["id"], "failed", timeout=WATCHER_DEADLINE)
-        print(f"marked failed {time.monotonic() - back:.1f} s after the engine came back")
+        measured("engine restarted without live restore", "instance failed with the reason, after the engine's return",
+                 time.monotonic() - back)
         assert re.fullmatch(r"the lab host's engine restarted and did not keep it \(code \d+\)", failed["reason"])
         assert stack.log("watcher").count("again;") > reconnects
     finally:

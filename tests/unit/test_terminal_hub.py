@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import pytest
@@ -144,7 +145,13 @@ def test_a_connection_that_never_acks_gets_one_window_and_then_reading_stops(tar
     run(scenario())
 
 
-def test_a_lagging_connection_catches_up_with_what_it_missed_while_the_ring_holds_it(target):
+def test_a_lagging_connection_catches_up_with_what_it_missed_while_the_ring_holds_it(target, settings):
+    # The slow one falls behind at a chunk that does not fit its window, and
+    # one turn's reads make a chunk of up to READ_BUDGET (a busy machine reads
+    # in large turns): the ring must hold that much more than what was sent
+    # past the window, whatever the chunking.
+    settings.PLAYGROUND_TERMINAL_REPLAY_KB = 512
+
     async def scenario():
         hub = hub_of(target)
         fast, slow = Screen(hub), Screen(hub, ack=False)
@@ -299,5 +306,31 @@ def test_output_read_in_pieces_in_one_turn_goes_out_as_one_chunk(target, monkeyp
         time.sleep(0.3)  # the echo waits whole in the socket before the hub's next turn
         await until(lambda: b"".join(chunks).count(b"0123456789ab") == 1, what="the echo")
         assert chunks == [b"0123456789ab"]  # one chunk (one frame), not three
+
+    run(scenario())
+
+
+def test_a_replay_that_comes_a_moment_after_the_attachment_is_still_a_replay(target, monkeypatch):
+    """The relay (or the engine) writes the kept output just after the
+    attachment opens: read too early, it would pass as live output and be
+    appended to the screen a reconnecting client keeps."""
+    from sandboxes import fake
+
+    async def scenario():
+        hub = hub_of(target)
+        screen = Screen(hub)
+        await until(lambda: "running" in screen.states(), what="live")
+        hub.write(b"echo before\n")
+        await until(lambda: b"echo before\n" in screen.output, what="the echo")
+        late_start = fake._Terminal.start
+        monkeypatch.setattr(fake._Terminal, "start",
+                            lambda self: threading.Timer(0.1, late_start, args=(self,)).start())
+        from playground.sessions import hosts
+
+        hosts.driver_for("fake://lab1").drop_terminals(target.driver_state)
+        await until(lambda: screen.states()[-2:] == ["reconnecting", "running"], what="reconnected")
+        dropped = screen.events.index({"type": "status", "state": "reconnecting"})
+        [replay] = [e for e in screen.events[dropped:] if e["type"] == "replay"]
+        assert b"echo before\n" in bytes(screen.output[-replay["bytes"]:])
 
     run(scenario())
