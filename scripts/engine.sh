@@ -33,6 +33,10 @@ START_TIMEOUT=30
 # The engine's address pool: every sandbox network is carved out of it, so it
 # is also what the host firewall below recognises sandboxes by.
 ENGINE_ADDRESS_POOL="${PLAYGROUND_ENGINE_ADDRESS_POOL:-10.213.0.0/16}"
+# One network per session (and per pooled instance) is carved out of the pool:
+# /26 networks (62 addresses, for a session's few instances) give 1024 of them
+# in a /16, where /24 would give 256, fewer than the sessions a host holds.
+ENGINE_NETWORK_SIZE="${PLAYGROUND_ENGINE_NETWORK_SIZE:-26}"
 # The one host service sandboxes may reach: the read-only image mirror.
 MIRROR_PORT="${PLAYGROUND_MIRROR_PORT:-5099}"
 # One chain per engine (per address pool): removing one engine's firewall
@@ -53,7 +57,7 @@ engine_args=(
     --pidfile "$ENGINE_PIDFILE"
     --bridge none
     --userns-remap default
-    --default-address-pool "base=$ENGINE_ADDRESS_POOL,size=24"
+    --default-address-pool "base=$ENGINE_ADDRESS_POOL,size=$ENGINE_NETWORK_SIZE"
     --log-opt max-size=1m
     --log-opt max-file=1
 )
@@ -153,9 +157,57 @@ show_log() {
     tail -n 25 "$ENGINE_LOG" >&2 || true
 }
 
+# What the kernel must allow for a lab host of 1,000 sandboxes. Every
+# container of a userns-remapped engine runs as ONE host uid (100000), so the
+# per-uid limits are the whole host's: with the defaults the ~200th container
+# fails ("unable to create session key: disk quota exceeded": runc makes a
+# session keyring per container, 200 keys per uid) and the 128th inotify user
+# (nested engines, editors) fails. Only ever raised, never lowered; how much
+# one sandbox may take of them is bounded elsewhere (docs/security.md).
+#   kernel.keys.maxkeys/maxbytes        keys per uid: one a container, and room
+#                                       for what nested engines and learners make
+#   fs.inotify.max_user_instances/watches  per uid: dockerd, containerd and
+#                                       editors inside every docker instance
+#   kernel.pid_max                      1,000 sandboxes of up to
+#                                       PLAYGROUND_INSTANCE_PIDS processes
+#   net.ipv4.neigh.default.gc_thresh*   the host's neighbour table holds an
+#                                       entry per sandbox address it talks to
+#                                       (the terminal relays): 1,024 by default
+HOST_LIMITS=(
+    kernel.keys.maxkeys=20000
+    kernel.keys.maxbytes=2000000
+    fs.inotify.max_user_instances=8192
+    fs.inotify.max_user_watches=1048576
+    kernel.pid_max=4194304
+    net.ipv4.neigh.default.gc_thresh1=8192
+    net.ipv4.neigh.default.gc_thresh2=32768
+    net.ipv4.neigh.default.gc_thresh3=65536
+)
+
+raise_host_limits() {
+    local item key want path have raised=()
+    for item in "${HOST_LIMITS[@]}"; do
+        key="${item%%=*}" want="${item#*=}"
+        path="/proc/sys/${key//.//}"
+        have="$(cat "$path" 2>/dev/null)" || { warn "engine: no $key on this kernel; left as it is"; continue; }
+        if [ "$have" -lt "$want" ] 2>/dev/null; then
+            if echo "$want" 2>/dev/null > "$path"; then
+                raised+=("$key $have->$want")
+            else
+                warn "engine: could not raise $key to $want (it stays $have): fewer sandboxes fit on this host"
+            fi
+        fi
+    done
+    if [ "${#raised[@]}" -gt 0 ]; then
+        say "engine: raised host limits for many sandboxes: ${raised[*]}"
+    fi
+}
+
 start() {
     need_root
     with_lock engine
+    # Before any sandbox starts, and again on reuse (a reboot resets them).
+    raise_host_limits
     # Before any sandbox can run, and again on reuse (a reboot or an operator
     # may have flushed it while the engine stayed up).
     firewall_up

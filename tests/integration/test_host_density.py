@@ -1,0 +1,41 @@
+"""A lab host holds more sandboxes than the kernel's per-uid defaults allow:
+every container of the userns-remapped engine runs as one host uid, and with
+the defaults the ~200th failed ("unable to create session key: disk quota
+exceeded"). scripts/engine.sh raises those limits; here 240 containers run
+at once beside whatever else the suite runs."""
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+import pytest
+
+from tests.integration.conftest import _purge
+from tests.stack import SHELL_IMAGE
+
+pytestmark = pytest.mark.engine
+
+SANDBOXES = 240  # past the ~200 the default keyring quota let one uid have
+
+
+def test_the_lab_host_runs_more_sandboxes_than_the_kernels_per_uid_defaults_allow(engine: docker.APIClient):
+    deployment = f"test-density-{secrets.token_hex(4)}"
+    labels = {"playground.deployment": deployment, "playground.kind": "instance"}
+
+    def run_one(n: int) -> str:
+        created = engine.create_container(
+            SHELL_IMAGE, entrypoint=["/bin/sleep"], command=["600"], labels={**labels, "playground.instance": f"d{n}"},
+            host_config=engine.create_host_config(network_mode="none", mem_limit="16m", pids_limit=8),
+            name=f"{deployment}-{n}",
+        )
+        engine.start(created["Id"])
+        return created["Id"]
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            started = list(pool.map(run_one, range(SANDBOXES)))
+        running = engine.containers(filters={"label": f"playground.deployment={deployment}", "status": "running"})
+        assert len(running) == len(started) == SANDBOXES
+    finally:
+        _purge(engine, deployment)
