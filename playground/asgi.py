@@ -32,6 +32,8 @@ websocket_routes: list = [*sessions_routing.websocket_urlpatterns, *classrooms_r
 wsauth.close_oversized_frames_cleanly()
 # Terminals may take their socket from Daphne after the handshake (playground.rawsocket).
 rawsocket.offer()
+# A request body past the limit is refused as it arrives, before Daphne holds it all.
+rawsocket.limit_request_bodies(settings.PLAYGROUND_MAX_REQUEST_BYTES)
 # A stop (SIGTERM) lets every terminal clean up and close with 1012 (playground.daphne_stop).
 daphne_stop.stop_cleanly()
 

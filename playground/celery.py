@@ -39,3 +39,8 @@ def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
                              name="warm classes about to start")
     sender.add_periodic_task(settings.PLAYGROUND_SWEEP_SECONDS, lab_tasks.recover_setups.s(),
                              name="recover lost lab set-ups")
+
+    from playground.accounts import tasks as account_tasks
+
+    sender.add_periodic_task(settings.PLAYGROUND_GUEST_CLEANUP_SECONDS, account_tasks.delete_stale_guests.s(),
+                             name="delete stale guests")

@@ -17,6 +17,11 @@ Daphne had queued for the application come back to be handled first. When the
 connection ends, the socket goes back to Twisted to be closed, and Daphne tells
 the application (``websocket.disconnect``) as for any connection.
 
+``offer()`` also puts the connection's Twisted protocol in every HTTP and
+WebSocket scope (``"playground.flow"``), for flow control through ASGI
+(``drained``, ``pause_reading``: the port proxy's backpressure), and
+``limit_request_bodies()`` refuses a request body over a size as it arrives.
+
 Everything here runs on the event loop's thread, as Twisted does.
 """
 from __future__ import annotations
@@ -57,12 +62,161 @@ def offer() -> None:
     create = Server.create_application
 
     def create_application(self, protocol, scope):
+        extensions = scope.setdefault("extensions", {})
+        extensions[FLOW] = {"protocol": protocol}
         if isinstance(protocol, WebSocketProtocol) and _plain(protocol.transport):
-            scope.setdefault("extensions", {})[EXTENSION] = {"protocol": protocol}
+            extensions[EXTENSION] = {"protocol": protocol}
         return create(self, protocol, scope)
 
     Server.create_application = create_application
     Server._playground_offers_sockets = True
+
+
+# -- flow control through Daphne ------------------------------------------------------
+#
+# Daphne's ASGI ``send`` hands the bytes to Twisted, which queues whatever the
+# socket does not take at once, without limit and without telling the
+# application: a client that reads slowly makes the web process hold all that
+# was sent it. With the connection's Twisted protocol in the scope (``offer()``
+# puts it there for HTTP and WebSocket alike) an application can wait for that
+# queue to drain (``drained``) and stop reading a client it cannot keep up with
+# (``pause_reading``).
+
+FLOW = "playground.flow"
+WRITE_LIMIT = 1024 * 1024
+"""Bytes a connection may have queued for its client before ``drained`` waits."""
+_DRAIN_POLLS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+"""Seconds between looks at a full queue (a stalled client costs ten wakeups a second)."""
+
+
+def _transport_of(scope: dict):
+    offered = scope.get("extensions", {}).get(FLOW)
+    if not offered:
+        return None
+    protocol = offered["protocol"]
+    if hasattr(protocol, "channel"):  # HTTP: the request's connection, None once finished
+        channel = protocol.channel
+        return getattr(channel, "transport", None) if channel is not None else None
+    return getattr(protocol, "transport", None)
+
+
+def queued_bytes(scope: dict) -> int:
+    """Bytes Twisted holds for the client of ``scope`` (0 when not under Daphne,
+    or for a transport it cannot tell)."""
+    transport = _transport_of(scope)
+    for _ in range(3):  # TLS wraps the TCP connection, whose buffer is the one that fills
+        if transport is None:
+            return 0
+        if hasattr(transport, "dataBuffer"):
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        transport = getattr(transport, "transport", None)
+    return 0
+
+
+def _gone(transport) -> bool:
+    return transport is None or getattr(transport, "disconnected", False) or getattr(transport, "disconnecting", False)
+
+
+async def drained(scope: dict, limit: int = WRITE_LIMIT) -> None:
+    """Return once the client of ``scope`` has less than ``limit`` bytes queued
+    (or is gone): call it after each ``send`` of a stream, so a slow reader
+    slows the stream instead of filling this process's memory."""
+    if queued_bytes(scope) < limit:
+        return
+    polls = 0
+    while queued_bytes(scope) >= limit // 2 and not _gone(_transport_of(scope)):
+        await asyncio.sleep(_DRAIN_POLLS[min(polls, len(_DRAIN_POLLS) - 1)])
+        polls += 1
+
+
+def pause_reading(scope: dict) -> None:
+    """Stop reading the client of ``scope`` (its bytes wait in the kernel, then in
+    the client's own buffers) until ``resume_reading``."""
+    transport = _transport_of(scope)
+    if transport is not None and not _gone(transport) and hasattr(transport, "pauseProducing"):
+        transport.pauseProducing()
+
+
+def resume_reading(scope: dict) -> None:
+    transport = _transport_of(scope)
+    if transport is not None and not _gone(transport) and hasattr(transport, "resumeProducing"):
+        transport.resumeProducing()
+
+
+# -- request bodies ------------------------------------------------------------------
+#
+# Twisted reads a request's whole body (into memory, or a temporary file past
+# 100 kB) before Daphne starts the application, and Daphne then queues all of
+# it in memory: Django's own size checks come too late. ``limit_request_bodies``
+# refuses a body over the limit as it arrives: at once when its Content-Length
+# says so, else when the bytes received pass it. The answer goes out at once;
+# the rest of the body is read and dropped for at most BODY_LINGER seconds (so
+# a client that sends before it reads still gets the answer, not a reset, as
+# nginx's lingering close does), then the connection closes.
+
+BODY_LINGER = 5.0
+
+
+def limit_request_bodies(limit: int) -> None:
+    """Make Daphne answer 400 ``invalid`` (API.md's JSON) and close the
+    connection as soon as a request's body is known to pass ``limit`` bytes
+    (idempotent; nothing when not running under Daphne)."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:
+        return
+    WebRequest._playground_body_limit = limit
+    if getattr(WebRequest, "_playground_limits_bodies", False):
+        return
+    got_length, handle_chunk, process = WebRequest.gotLength, WebRequest.handleContentChunk, WebRequest.process
+
+    def gotLength(self, length):
+        self._playground_body = 0
+        if length is not None and length > self._playground_body_limit:
+            return _refuse_body(self)
+        return got_length(self, length)
+
+    def handleContentChunk(self, data):
+        if getattr(self, "_playground_refused", False):
+            return
+        self._playground_body = getattr(self, "_playground_body", 0) + len(data)
+        if self._playground_body > self._playground_body_limit:
+            return _refuse_body(self)
+        return handle_chunk(self, data)
+
+    def guarded_process(self):
+        if getattr(self, "_playground_refused", False):
+            # Answered already (the application never sees a cut body); the
+            # whole body came: nothing to linger for.
+            transport = getattr(self.channel, "transport", None)
+            if transport is not None:
+                transport.loseConnection()
+            return None
+        return process(self)
+
+    WebRequest.gotLength = gotLength
+    WebRequest.handleContentChunk = handleContentChunk
+    WebRequest.process = guarded_process
+    WebRequest._playground_limits_bodies = True
+
+
+def _refuse_body(request) -> None:
+    import io
+    import json
+
+    request._playground_refused = True
+    request.content = io.BytesIO()  # what was kept is dropped
+    channel = request.channel
+    transport = getattr(channel, "transport", None)
+    if transport is None:
+        return
+    body = json.dumps({"error": {"code": "invalid", "message": (
+        f"The request body is larger than {request._playground_body_limit} bytes.")}}).encode()
+    transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+    from twisted.internet import reactor
+
+    reactor.callLater(BODY_LINGER, transport.loseConnection)
 
 
 def _plain(transport) -> bool:

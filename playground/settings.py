@@ -70,6 +70,24 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_networks(name: str) -> list:
+    """Addresses and CIDRs, comma-separated (empty: none). "0", the old
+    count-of-proxies form's default, is none too; any other count is refused,
+    since a count trusts whoever connects."""
+    import ipaddress
+
+    raw = os.environ.get(name, "").strip()
+    if raw in ("", "0"):
+        return []
+    if raw.isdigit():
+        raise ValueError(f"{name}={raw!r}: list the proxies' addresses or networks (e.g. 127.0.0.1,10.0.0.0/8), "
+                         "not how many there are")
+    try:
+        return [ipaddress.ip_network(item.strip(), strict=False) for item in raw.split(",") if item.strip()]
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r}: {exc}") from None
+
+
 STATE_DIR = Path(env("PLAYGROUND_STATE_DIR", "/var/lib/playground"))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -186,7 +204,25 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     _pg_options.setdefault("connect_timeout", env_int("PLAYGROUND_DATABASE_CONNECT_TIMEOUT", 3, minimum=1))
     _pg_options.setdefault("application_name", "playground")
 
-REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6399/0")
+def with_redis_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in it, unless it carries one already (or is
+    no redis:// or rediss:// URL)."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not password or parts.scheme not in ("redis", "rediss") or parts.password:
+        return url
+    user = quote(parts.username or "", safe="")
+    where = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{where}"))
+
+
+# Redis behind a password (the compose file sets one): in the URL, or
+# PLAYGROUND_REDIS_PASSWORD (or _FILE) put into every Redis URL that has none
+# (cache, channel layer, Celery). The local scripts' Redis listens on
+# loopback only, where sandboxes never reach, and has none by default.
+REDIS_PASSWORD = env("PLAYGROUND_REDIS_PASSWORD")
+REDIS_URL = with_redis_password(env("REDIS_URL", "redis://127.0.0.1:6399/0"), REDIS_PASSWORD)
 # Seconds to wait for Redis to connect or answer before a request gives up
 # with 503 unavailable (API.md: within 5 s, never a hang).
 REDIS_TIMEOUT = env_float("PLAYGROUND_REDIS_TIMEOUT", 2.0, minimum=0.1)
@@ -196,7 +232,10 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "pg",
-        "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
+        # JSON, not Django's pickle: a value planted in Redis must not run
+        # code in the web tier (playground/cache.py).
+        "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT,
+                    "serializer": "playground.cache.JSONSerializer"},
     }
 }
 
@@ -263,11 +302,19 @@ REST_FRAMEWORK = {
         "exec_user": env("PLAYGROUND_EXEC_RATE_USER", "120/min"),
         "exec_guest": env("PLAYGROUND_EXEC_RATE_GUEST", "30/min"),
         "session_create_guest_address": env("PLAYGROUND_SESSION_RATE_GUEST_ADDRESS", "30/min"),
+        # Adding an instance to a session: like creating one, each is a container.
+        "instance_create_user": env("PLAYGROUND_INSTANCE_RATE_USER", "20/min"),
+        "instance_create_guest": env("PLAYGROUND_INSTANCE_RATE_GUEST", "6/min"),
+        # Pages anyone may post to, per client address: guessing join codes,
+        # guessing passwords.
+        "join_address": env("PLAYGROUND_JOIN_RATE_ADDRESS", "20/min"),
+        "login_address": env("PLAYGROUND_LOGIN_RATE_ADDRESS", "20/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Proxies in front whose X-Forwarded-For is believed (0: the peer address
-    # is the client; DRF's default, None, would believe any header).
-    "NUM_PROXIES": env_int("PLAYGROUND_TRUSTED_PROXIES", 0),
+    # The playground's throttles read the client address through
+    # playground.accounts.addresses (PLAYGROUND_TRUSTED_PROXIES); 0 keeps DRF's
+    # own get_ident on the peer address (its default, None, believes any header).
+    "NUM_PROXIES": 0,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -278,7 +325,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # -- Celery -----------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = with_redis_password(env("CELERY_BROKER_URL", REDIS_URL), REDIS_PASSWORD)
+# Messages are JSON (Celery's default, stated): never pickle from the broker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -301,9 +351,84 @@ CELERY_TIMEZONE = "UTC"
 PLAYGROUND_DEPLOYMENT = env("PLAYGROUND_DEPLOYMENT", "local")
 PLAYGROUND_DRIVER = env("PLAYGROUND_DRIVER", "sandboxes.docker.DockerDriver")
 PLAYGROUND_LAB_HOSTS = env_list("PLAYGROUND_LAB_HOSTS", ["unix:///run/playground/docker.sock"])
-# Instances one lab host may run at once (pooled ones included).
-PLAYGROUND_HOST_CAPACITY = env_int("PLAYGROUND_HOST_CAPACITY", 100, minimum=1)
+
+
+def env_tls_file(name: str) -> str:
+    """The path of a certificate or key file, from ``NAME`` or ``NAME_FILE``
+    (the same path: the form for a secret mounted as a file, as compose and
+    Kubernetes do). Never the file's content: the driver reads it itself.
+    Empty when unset; otherwise it must be a file this process can read."""
+    path = os.environ.get(f"{name}_FILE") or os.environ.get(name) or ""
+    if not path:
+        return ""
+    if path.lstrip().startswith("-----BEGIN"):
+        raise ValueError(f"{name}: give the path of a PEM file, not its content")
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValueError(f"{name}={path!r}: no such readable file")
+    return path
+
+
+TLS_FILE_SETTINGS = ("PLAYGROUND_LAB_HOST_TLS_CA", "PLAYGROUND_LAB_HOST_TLS_CERT", "PLAYGROUND_LAB_HOST_TLS_KEY")
+
+
+def lab_host_tls(hosts: list[str], files: dict[str, str]) -> dict[str, str]:
+    """The driver's TLS options (sandboxes.docker.DockerDriver) for ``hosts``.
+    An engine's API is root on its host: one reached over the network
+    (``tcp://``, ``https://``) is spoken to over mutual TLS only, so such a
+    host without all three files, or any ``http://`` one, is refused here,
+    before Daphne, a Celery process or the engine watcher starts. A
+    ``unix://`` socket needs none."""
+    for host in hosts:
+        scheme = host.partition("://")[0].lower() if "://" in host else "tcp"
+        if scheme == "http":
+            raise ValueError(f"PLAYGROUND_LAB_HOSTS: {host} is plain HTTP; use tcp:// or https:// "
+                             f"with {', '.join(TLS_FILE_SETTINGS)}")
+        missing = [name for name in TLS_FILE_SETTINGS if not files.get(name)]
+        if scheme in ("tcp", "https") and missing:
+            raise ValueError(f"PLAYGROUND_LAB_HOSTS: {host} is reached over the network, which needs "
+                             f"mutual TLS: set {', '.join(missing)} (scripts/lab-host-certs.sh makes them)")
+    options = {"tls_ca_cert": "PLAYGROUND_LAB_HOST_TLS_CA", "tls_client_cert": "PLAYGROUND_LAB_HOST_TLS_CERT",
+               "tls_client_key": "PLAYGROUND_LAB_HOST_TLS_KEY"}
+    return {option: files[name] for option, name in options.items() if files.get(name)}
+
+
+# Mutual TLS to network lab hosts: the CA that signed the engines'
+# certificates, and the web tier's client certificate and key (PEM paths).
+PLAYGROUND_LAB_HOST_TLS_CA = env_tls_file("PLAYGROUND_LAB_HOST_TLS_CA")
+PLAYGROUND_LAB_HOST_TLS_CERT = env_tls_file("PLAYGROUND_LAB_HOST_TLS_CERT")
+PLAYGROUND_LAB_HOST_TLS_KEY = env_tls_file("PLAYGROUND_LAB_HOST_TLS_KEY")
+# Options every lab host's driver is built with (playground.sessions.hosts).
+PLAYGROUND_LAB_HOST_OPTIONS = lab_host_tls(PLAYGROUND_LAB_HOSTS, {
+    "PLAYGROUND_LAB_HOST_TLS_CA": PLAYGROUND_LAB_HOST_TLS_CA,
+    "PLAYGROUND_LAB_HOST_TLS_CERT": PLAYGROUND_LAB_HOST_TLS_CERT,
+    "PLAYGROUND_LAB_HOST_TLS_KEY": PLAYGROUND_LAB_HOST_TLS_KEY,
+})
+# Placement: each instance reserves what an instance of its image typically
+# uses (PLAYGROUND_IMAGES' "reserve_memory_mb"/"reserve_cpus", else these),
+# not its limit; a lab host takes instances while the reservations stay
+# within its memory and CPUs (its engine's info) times these overcommit
+# factors, and while its available memory stays above this share of the
+# whole; past that, 503 no_capacity. (An idle shell instance holds about
+# 8 MiB, README; 64 leaves room for what learners run in it.) PLAYGROUND_HOST_CAPACITY, when set
+# (0: none), caps the count of instances too (pooled ones included).
+PLAYGROUND_RESERVE_MEMORY_MB = env_int("PLAYGROUND_RESERVE_MEMORY_MB", 64, minimum=1)
+PLAYGROUND_RESERVE_CPUS = env_float("PLAYGROUND_RESERVE_CPUS", 0.02, minimum=0.001)
+PLAYGROUND_HOST_MEMORY_OVERCOMMIT = env_float("PLAYGROUND_HOST_MEMORY_OVERCOMMIT", 2.0, minimum=0.1)
+PLAYGROUND_HOST_CPU_OVERCOMMIT = env_float("PLAYGROUND_HOST_CPU_OVERCOMMIT", 8.0, minimum=0.1)
+PLAYGROUND_HOST_MIN_FREE_MEMORY = env_float("PLAYGROUND_HOST_MIN_FREE_MEMORY", 0.10, minimum=0.0)
+PLAYGROUND_HOST_CAPACITY = env_int("PLAYGROUND_HOST_CAPACITY", 0, minimum=0)
 PLAYGROUND_ALLOW_GUESTS = env_bool("PLAYGROUND_ALLOW_GUESTS", True)
+# Live instances that guests from one client address may hold together, over
+# all their guest identities (a new guest is one cookie-less request away);
+# class joins do not count. Guests with no live session, whose last session
+# ended (or who were made) this many days ago, are deleted.
+PLAYGROUND_GUEST_INSTANCES_PER_ADDRESS = env_int("PLAYGROUND_GUEST_INSTANCES_PER_ADDRESS", 10, minimum=1)
+PLAYGROUND_GUEST_RETENTION_DAYS = env_float("PLAYGROUND_GUEST_RETENTION_DAYS", 7.0, minimum=0.0)
+PLAYGROUND_GUEST_CLEANUP_SECONDS = env_float("PLAYGROUND_GUEST_CLEANUP_SECONDS", 3600.0, minimum=1.0)
+# Proxies in front whose X-Forwarded-For is believed (addresses or CIDRs;
+# none by default: the connection's peer is the client). The client is then
+# the rightmost address in the header that is not one of these.
+PLAYGROUND_TRUSTED_PROXIES = env_networks("PLAYGROUND_TRUSTED_PROXIES")
 
 # Images a session may use: API name -> engine reference and description;
 # "nested_docker" gives the instance what a Docker Engine inside it needs
@@ -323,6 +448,10 @@ PLAYGROUND_IMAGES = {
         # Kept ready by default (PLAYGROUND_POOL_IMAGES unset): its inner
         # engine takes about a second to start, too long to wait for.
         "pool": 1,
+        # An idle one holds about 64 MiB (its inner engine; README); learners'
+        # nested containers add to it.
+        "reserve_memory_mb": env_int("PLAYGROUND_IMAGE_DOCKER_RESERVE_MEMORY_MB", 256, minimum=1),
+        "reserve_cpus": env_float("PLAYGROUND_IMAGE_DOCKER_RESERVE_CPUS", 0.05, minimum=0.001),
     },
 }
 PLAYGROUND_DEFAULT_IMAGE = env("PLAYGROUND_DEFAULT_IMAGE", "shell")
@@ -381,11 +510,31 @@ PLAYGROUND_INSTANCE_CAPABILITIES = [
     c.upper().removeprefix("CAP_")
     for c in env_list("PLAYGROUND_INSTANCE_CAPABILITIES", list(DEFAULT_CAPABILITIES))
 ]
-# Disk an instance may write (its writable layer). ext4 has no overlay quota,
-# so a watchdog measures every PLAYGROUND_DISK_CHECK_SECONDS and ends the
-# instances over the limit (failed, with the reason shown).
+# Disk an instance may write (its files, their metadata, nested Docker's
+# data). A lab host whose engine runs on btrfs (scripts/engine.sh's default)
+# enforces it: writes past it fail ("Disk quota exceeded"). On one without
+# (overlay2 on ext4) a watchdog measures every PLAYGROUND_DISK_CHECK_SECONDS
+# and ends the instances over the limit (failed, with the reason shown); on
+# btrfs it measures only instances made without a limit. Per image kind:
+# PLAYGROUND_IMAGE_DISK_MB ("docker=8192,shell=1024"); the docker image's
+# own default is 8192 (its inner engine pulls and builds images).
 PLAYGROUND_INSTANCE_DISK_MB = env_int("PLAYGROUND_INSTANCE_DISK_MB", 2048, minimum=1)
 PLAYGROUND_DISK_CHECK_SECONDS = env_float("PLAYGROUND_DISK_CHECK_SECONDS", 30.0, minimum=0.5)
+PLAYGROUND_IMAGES["docker"].setdefault("disk_mb", 8192)
+
+
+def env_image_disk(name: str, images: dict) -> None:
+    """``image=MB`` pairs, written into each image's "disk_mb"."""
+    for item in env_list(name, []):
+        image, _, mb = (part.strip() for part in item.partition("="))
+        if image not in images:
+            raise ValueError(f"{name}: unknown image {image!r} (images: {', '.join(sorted(images))})")
+        if not mb.isdigit() or int(mb) < 1:
+            raise ValueError(f"{name}: {item!r} is not image=MB (a whole number, at least 1)")
+        images[image]["disk_mb"] = int(mb)
+
+
+env_image_disk("PLAYGROUND_IMAGE_DISK_MB", PLAYGROUND_IMAGES)
 # Where instances may send traffic (docs/security.md, "Egress"): "none" (not
 # even to each other), "session" (to their session's instances only) or
 # "internet" (beyond, through the lab host's NAT). The install's default;
@@ -423,6 +572,10 @@ PLAYGROUND_EGRESS = env_egress("PLAYGROUND_EGRESS", "session")
 env_image_egress("PLAYGROUND_IMAGE_EGRESS", PLAYGROUND_IMAGES)
 
 PLAYGROUND_MAX_FILE_BYTES = env_int("PLAYGROUND_MAX_FILE_BYTES", 64 * 1024 * 1024, minimum=1024)
+# Any request body (the API's, an instance port's) over this is refused by the
+# web server as it arrives, before it is held whole: 400 invalid.
+PLAYGROUND_MAX_REQUEST_BYTES = env_int("PLAYGROUND_MAX_REQUEST_BYTES", PLAYGROUND_MAX_FILE_BYTES + 1024 * 1024,
+                                       minimum=DATA_UPLOAD_MAX_MEMORY_SIZE)
 PLAYGROUND_EXEC_MAX_TIMEOUT = env_int("PLAYGROUND_EXEC_MAX_TIMEOUT", 600, minimum=1)
 
 # Labs: seconds a step's check may run, and a lab's set-up script (and, in
@@ -483,6 +636,11 @@ PLAYGROUND_PORTS_HIDDEN = [int(p) for p in env_list("PLAYGROUND_PORTS_HIDDEN", [
 # Instance stats: CPU and memory each running instance uses, sampled every
 # PLAYGROUND_STATS_SECONDS (CPU % over the time between two samples).
 PLAYGROUND_STATS_SECONDS = env_float("PLAYGROUND_STATS_SECONDS", 5.0, minimum=0.5)
+# Ports and stats are looked for only in sessions somebody read through the
+# API (the session page polls it every few seconds, the lab page every 15 s)
+# within this many seconds: an idle session nobody looks at costs no
+# periodic work.
+PLAYGROUND_WATCH_SECONDS = env_float("PLAYGROUND_WATCH_SECONDS", 30.0, minimum=1.0)
 
 # Jobs: how often beat sweeps due sessions, reconciles lab hosts and checks
 # their health; how long a host may be silent before its instances fail.
@@ -527,6 +685,9 @@ PLAYGROUND_TERMINAL_INPUT_KB_RATE = env_int("PLAYGROUND_TERMINAL_INPUT_KB_RATE",
 PLAYGROUND_TERMINAL_INPUT_KB_BURST = env_int("PLAYGROUND_TERMINAL_INPUT_KB_BURST", 4096, minimum=1)
 PLAYGROUND_TERMINAL_FRAME_RATE = env_int("PLAYGROUND_TERMINAL_FRAME_RATE", 1000, minimum=1)
 PLAYGROUND_TERMINAL_FRAME_BURST = env_int("PLAYGROUND_TERMINAL_FRAME_BURST", 5000, minimum=1)
+# Terminal WebSockets one user may hold at once, counted across web processes
+# in Redis (0: no cap); one more is closed with 4429 (too_many_connections).
+PLAYGROUND_WS_CONNECTIONS_PER_USER = env_int("PLAYGROUND_WS_CONNECTIONS_PER_USER", 20, minimum=0)
 # Input queued for a TTY that is not reading (a paste into a busy program).
 PLAYGROUND_TERMINAL_INPUT_BUFFER_KB = env_int("PLAYGROUND_TERMINAL_INPUT_BUFFER_KB", 4096, minimum=64)
 

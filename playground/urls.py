@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from playground.accounts import views as accounts_views
 from playground.classrooms import api as classrooms_api
 from playground.classrooms import pages as classrooms_pages
 from playground.labs import api as labs_api
@@ -51,7 +52,9 @@ urlpatterns = [
     path("join/<str:token>/", classrooms_pages.join_by_invite, name="join-invite"),
     path("healthz", api.healthz),
     path("api/", include(api_urls)),
+    path("admin/login/", accounts_views.admin_login),  # throttled; before the admin's own
     path("admin/", admin.site.urls),
+    path("accounts/login/", accounts_views.LoginView.as_view(), name="login"),  # throttled; before the stock one
     path("accounts/", include("django.contrib.auth.urls")),
 ]
 

@@ -126,6 +126,11 @@ class Limits:
     # ping, low ports, chroot, su), nothing that reaches the kernel's or the
     # host's configuration (no MKNOD, SETFCAP, SETPCAP, SYS_*, NET_ADMIN).
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    # Disk the instance may write (files and their metadata, so inodes too;
+    # nested Docker's data included), or None for no limit. A driver enforces
+    # it where its host can (Docker: an engine on btrfs); elsewhere the
+    # caller's watchdog (``disk_usage``) is the only limit.
+    disk_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,11 @@ class InstanceSpec:
     nested_docker: bool = False
     """The image runs a Docker Engine of its own (the ``docker`` image): the
     instance gets what that engine needs (on Docker: every capability of its
-    user namespace but ``SYS_RESOURCE``, no seccomp/AppArmor/masked paths,
-    never ``--privileged``) and a volume at ``/var/lib/docker`` labelled like
-    the instance (``playground.kind=volume``), removed with it.
+    user namespace but ``SYS_RESOURCE``, a seccomp profile of its own, the
+    engine's masked paths, no AppArmor, never ``--privileged``) and, where the host has no per-instance disk
+    quota, a volume at ``/var/lib/docker`` labelled like the instance
+    (``playground.kind=volume``), removed with it (elsewhere that data stays
+    in the instance's own file system, inside its disk limit).
     ``create_instance`` then returns once that inner engine answers. Only for
     lab hosts whose engine remaps user namespaces (root inside is an
     unprivileged user on the host)."""
@@ -166,6 +173,19 @@ class InstanceStatus:
     exit_code: int | None = None
     reason: str = ""
     """Human-readable cause when not running (``OOMKilled``, ``exited``...)."""
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    """What a lab host has, for placing instances on it."""
+
+    memory_bytes: int
+    """Its memory."""
+    cpus: float
+    """Its CPUs."""
+    memory_available_bytes: int | None = None
+    """Memory still available on it now (Linux's MemAvailable), or None when
+    the driver cannot tell."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +305,12 @@ class Driver:
     # -- the host -----------------------------------------------------------
     def ping(self) -> None:
         """Return if the host answers; raise a transient ``DriverError`` if not."""
+        raise NotImplementedError
+
+    def capacity(self) -> HostCapacity:
+        """The host's memory and CPUs, and the memory available on it now
+        when that can be read cheaply (one or two calls). Raises a transient
+        ``DriverError`` when the host does not answer."""
         raise NotImplementedError
 
     # -- networks -----------------------------------------------------------
@@ -419,7 +445,8 @@ class Driver:
         """Bytes each running instance of this deployment has written to its
         own file system (its writable layer, plus volumes of its own such as
         nested Docker's), by ``playground.instance`` id. For hosts with no
-        disk quota: the caller ends instances over a limit."""
+        disk quota: the caller ends instances over a limit. Instances whose
+        ``Limits.disk_bytes`` the host enforces itself may be left out."""
         raise NotImplementedError
 
     def list_objects(self) -> list[LabelledObject]:

@@ -7,7 +7,9 @@ negotiation, and keeps every operation to as few engine round trips as it can:
 ==================  ==========================================================
 create_network      1 (2 when the network already exists)
 create_instance     3: create (attached to its network), start, inspect (IP);
-                    nested Docker: +1 volume, +3 exec waiting for the inner engine
+                    nested Docker: +1 volume, +3 exec waiting for the inner engine;
+                    btrfs engine: +1 image inspect (its size), no volume;
+                    +1 engine info a minute (its storage driver)
 connect_instance    3: disconnect ``none``, connect, inspect
 exec                3: exec create, exec start (hijacked stream), exec inspect
 usable              1: inspect; nested Docker: 3 instead (an exec asking the inner engine)
@@ -42,11 +44,21 @@ Engine quirks this module works around (engine 20.10, API 1.41):
   there (or, when that address cannot be reached, through ``docker exec
   playground-relay --connect``). ``resize`` still goes to the container's TTY:
   the relay copies its size onto the shell's terminal.
+* ``StorageOpt.size`` works only on a btrfs engine here (overlay2 needs xfs
+  project quotas, which this kernel lacks), and there it limits what the
+  container's subvolume *refers to*: the image's own bytes count. The size
+  asked for is therefore the disk limit plus the image's size. Volumes are
+  outside it: on btrfs, nested Docker keeps /var/lib/docker in the
+  writable layer (its overlay2 works on btrfs; on overlay2 it cannot stack).
 * An ``internal`` bridge network still gives the host an address on the
   bridge: instances can open connections to services the lab host itself
   listens on (0.0.0.0). Block them on the host (scripts/engine.sh's INPUT
   chain for the engine's address pool and the ``pgbr*`` bridges this driver
-  names), the driver cannot.
+  names), the driver cannot. Likewise where an egress (non-internal) network
+  may go (its egress chain in ``DOCKER-USER``: no private, link-local or lab
+  host address) and IPv6: the bridges have IPv6 link-local addresses even
+  though the driver never enables IPv6, and an instance holding
+  ``NET_ADMIN`` in its namespace (the nested-Docker kind) can turn it on.
 """
 
 from __future__ import annotations
@@ -67,6 +79,8 @@ import time
 from base64 import b64decode
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -84,6 +98,7 @@ from .base import (
     Driver,
     DriverError,
     EngineEvent,
+    HostCapacity,
     ExecResult,
     InstanceSpec,
     InstanceStats,
@@ -121,7 +136,24 @@ _ICC_OPTION = "com.docker.network.bridge.enable_icc"
 LABEL_RELAY = "playground.relay"
 RELAY_TOKEN = "PLAYGROUND_RELAY_TOKEN"
 RELAY_PATH = "/usr/local/sbin/playground-relay"
+RELAY_READ_LIMIT = 1024 * 1024
+"""Most bytes read from a relay's one-shot answer (socket tables, kept output)."""
+# On instances whose disk limit the engine enforces (a btrfs engine): the
+# limit in bytes. The disk watchdog need not measure them.
+LABEL_DISK_QUOTA = "playground.disk-quota"
 _EXIT_TIMEOUT = 124
+# What a network (tcp://, https://) lab host needs, all three: file paths.
+_TLS_OPTIONS = ("tls_ca_cert", "tls_client_cert", "tls_client_key")
+
+# The docker kind's seccomp profile (docs/security.md, "The docker kind").
+NESTED_DOCKER_SECCOMP = Path(__file__).parent / "seccomp" / "nested-docker.json"
+
+
+@cache
+def nested_docker_seccomp_profile() -> str:
+    """The profile as the engine takes it in ``SecurityOpt`` (its JSON text,
+    compact: every inspect of the container carries it)."""
+    return json.dumps(json.loads(NESTED_DOCKER_SECCOMP.read_text()), separators=(",", ":"))
 
 
 class DockerDriver(Driver):
@@ -129,9 +161,11 @@ class DockerDriver(Driver):
 
     Options (keyword arguments after ``url`` and ``deployment``, all optional):
     ``timeout`` (seconds per engine call, default 30), ``ping_timeout``
-    (default 2), ``pool_size`` (HTTP connections kept open, default 32) and,
-    for ``tcp://`` hosts over TLS, ``tls_ca_cert``, ``tls_client_cert``,
-    ``tls_client_key`` (file paths), ``inner_engine_timeout`` (seconds a
+    (default 2), ``pool_size`` (HTTP connections kept open, default 32),
+    ``tls_ca_cert``, ``tls_client_cert``, ``tls_client_key`` (file paths:
+    required, all three, for a host reached over the network, ``tcp://`` or
+    ``https://``, which is spoken to over mutual TLS only; ignored for a
+    ``unix://`` socket), ``inner_engine_timeout`` (seconds a
     nested-Docker instance's own engine may take to answer, default 30),
     ``relay_timeout`` (seconds to reach an instance's terminal relay before
     going through the engine instead, default 1).
@@ -170,21 +204,46 @@ class DockerDriver(Driver):
 
     # -- steps: the client and names ------------------------------------------
     def _make_client(self) -> docker.APIClient:
-        tls: docker.tls.TLSConfig | bool = False
-        if self.options.get("tls_ca_cert") or self.options.get("tls_client_cert"):
-            cert = self.options.get("tls_client_cert")
-            key = self.options.get("tls_client_key")
-            tls = docker.tls.TLSConfig(
-                client_cert=(cert, key) if cert else None,
-                ca_cert=self.options.get("tls_ca_cert"),
-                verify=bool(self.options.get("tls_ca_cert")),
-            )
-        return docker.APIClient(
+        client = docker.APIClient(
             base_url=self.url,
             version=self.api_version,
             timeout=self.timeout,
             max_pool_size=self.pool_size,
-            tls=tls,
+            tls=self._tls(),
+        )
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override the
+        # client's CA (docker/docker-py#2433): the engine would be verified
+        # against the system's public CAs instead of ours. Nor may a proxy
+        # of the environment stand between us and an engine.
+        client.trust_env = False
+        return client
+
+    def _tls(self) -> docker.tls.TLSConfig | bool:
+        """Mutual TLS for an engine reached over the network: its certificate
+        verified against ``tls_ca_cert`` (and its address against the
+        certificate's names), ours shown to it. Whoever speaks to an engine's
+        API is root on its host, so such an engine is never spoken to in plain
+        HTTP, nor without verifying it, nor without a certificate of our own."""
+        scheme = self.url.partition("://")[0].lower() if "://" in self.url else "tcp"
+        if scheme not in ("tcp", "https", "http"):
+            return False  # unix:// (the socket file's permissions guard it), ssh://
+        if scheme == "http":
+            raise DriverError(
+                f"lab host {self.url}: plain HTTP is refused; use tcp:// or https:// with mutual TLS",
+                permanent=True,
+            )
+        paths = {name: self.options.get(name) for name in _TLS_OPTIONS}
+        missing = [name for name, path in paths.items() if not path]
+        if missing:
+            raise DriverError(
+                f"lab host {self.url} is reached over the network, which needs mutual TLS: "
+                f"{', '.join(missing)} not given",
+                permanent=True,
+            )
+        return docker.tls.TLSConfig(
+            client_cert=(str(paths["tls_client_cert"]), str(paths["tls_client_key"])),
+            ca_cert=str(paths["tls_ca_cert"]),
+            verify=True,
         )
 
     def container_name(self, instance_id: str) -> str:
@@ -206,6 +265,37 @@ class DockerDriver(Driver):
         with self._engine_errors("ping"):
             response = self.api._get(self.api._url("/_ping"), timeout=self.ping_timeout)
             self.api._raise_for_status(response)
+
+    def capacity(self) -> HostCapacity:
+        with self._engine_errors("read the host's capacity"):
+            info = self.api.info()
+        return HostCapacity(
+            memory_bytes=int(info.get("MemTotal") or 0),
+            cpus=float(info.get("NCPU") or 0),
+            memory_available_bytes=self._memory_available(),
+        )
+
+    def _memory_available(self) -> int | None:
+        """The host's MemAvailable: a unix socket's engine runs on this very
+        machine, whose /proc/meminfo tells; a remote one's is read in one of
+        this deployment's running instances (a container's /proc/meminfo is
+        its host's), None while it runs none (an empty host has its memory)."""
+        if self.url.startswith("unix://"):
+            try:
+                return parse_meminfo(Path("/proc/meminfo").read_text())
+            except OSError:
+                return None
+        filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", f"{LABEL_KIND}=instance"],
+                   "status": ["running"]}
+        with self._engine_errors("list running instances"):
+            running = self.api.containers(filters=filters, limit=1)
+        if not running:
+            return None
+        try:
+            result = self.exec({"id": running[0]["Id"], "name": "capacity"}, "cat /proc/meminfo", timeout=5.0)
+        except DriverError:
+            return None  # it stopped meanwhile: known again next round
+        return parse_meminfo(result.output.decode(errors="replace")) if result.exit_code == 0 else None
 
     # -- networks ---------------------------------------------------------------
     def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
@@ -331,11 +421,15 @@ class DockerDriver(Driver):
         return created["Id"]
 
     def _instance_labels(self, spec: InstanceSpec) -> dict[str, str]:
-        return {
+        labels = {
             LABEL_DEPLOYMENT: self.deployment,
             LABEL_KIND: "instance",
             LABEL_INSTANCE: spec.instance_id,
         }
+        if self._enforces_disk_limit(spec):
+            # What disk_usage() needs no longer measure (the engine enforces it).
+            labels[LABEL_DISK_QUOTA] = str(spec.limits.disk_bytes)
+        return labels
 
     def _host_config(self, spec: InstanceSpec) -> dict:
         """Limits and confinement; override to grant an image more (nested Docker)."""
@@ -350,6 +444,7 @@ class DockerDriver(Driver):
             nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids,
             log_config=self._log_config(limits.log_max_bytes),
+            storage_opt=self._storage_opt(spec),
             # Every capability goes but the few a learner's shell uses. The
             # engine's default seccomp profile, AppArmor profile and masked
             # /proc paths stay on: nothing here may pass "unconfined".
@@ -366,10 +461,13 @@ class DockerDriver(Driver):
 
     def _nested_docker_host_config(self, spec: InstanceSpec) -> dict:
         """Every capability of the instance's user namespace but SYS_RESOURCE
-        (the kernel grants it to no container here), no seccomp, AppArmor or
-        masked /proc paths: the inner engine mounts, builds namespaces and
-        calls keyctl. Never ``privileged``. The user namespace of the remapped
-        lab-host engine is what confines it (``_require_userns_remap``)."""
+        (the kernel grants it to no container here), no AppArmor, a seccomp
+        profile of its own (``sandboxes/seccomp/nested-docker.json``: what
+        the inner engine needs, but no kernel keys, modules or kexec) and the
+        engine's masked paths, /proc/sys writable: the inner engine mounts
+        and builds namespaces. Never ``privileged``. The user namespace of
+        the remapped lab-host engine is what confines it
+        (``_require_userns_remap``)."""
         self._require_userns_remap()
         limits = spec.limits
         config = self.api.create_host_config(
@@ -385,23 +483,60 @@ class DockerDriver(Driver):
             # No no-new-privileges: it would be inherited by every nested
             # container (setuid su, sudo and file capabilities in learners'
             # images would fail), and root here holds all its namespace
-            # allows already.
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            mounts=[
-                docker.types.Mount(
-                    target=self.inner_engine_volume_path,
-                    source=self._inner_engine_volume(self.container_name(spec.instance_id)),
-                    type="volume",
-                )
-            ],
+            # allows already. The seccomp profile is the JSON itself (the
+            # engine takes its content, as the CLI sends it).
+            security_opt=[f"seccomp={nested_docker_seccomp_profile()}", "apparmor=unconfined"],
+            mounts=self._inner_engine_mounts(spec),
+            storage_opt=self._storage_opt(spec),
         )
-        # The CLI's `--security-opt systempaths=unconfined`: /proc and /sys
-        # neither masked nor read-only (empty lists; absent ones mean the
-        # engine's defaults), so the inner runtime can mount them for its own
-        # containers.
-        config["MaskedPaths"] = []
-        config["ReadonlyPaths"] = []
+        # The engine's masked paths stay (no MaskedPaths: its defaults, such
+        # as /proc/keys and /proc/kcore): the inner runtime still mounts a new
+        # /proc for its containers, in the instance's own user namespace.
+        # /proc/sys alone must be writable, for the inner engine's and
+        # runtime's network sysctls (ip_forward, ip_unprivileged_port_start);
+        # the host's own sysctls there stay the host root's (permission denied).
+        config["ReadonlyPaths"] = list(self.nested_docker_readonly_paths)
         return config
+
+    # The engine's default read-only paths but /proc/sys (docs/security.md).
+    nested_docker_readonly_paths = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger")
+
+    # -- steps: the hard disk limit (Limits.disk_bytes) -------------------------
+    # On a btrfs engine (scripts/engine.sh's default) `StorageOpt.size` is a
+    # btrfs quota on the container's subvolume: past it every write, of data
+    # or of metadata (new files), fails with EDQUOT. Other storage drivers
+    # here (overlay2 on ext4) have no quota: the watchdog is the limit there.
+    # How long the engine's storage driver is trusted: it changes only when
+    # the engine is restarted on another data root.
+    storage_check_seconds = 60.0
+    _storage_driver = ""
+    _storage_checked_at = float("-inf")
+
+    def _hard_disk_limits(self) -> bool:
+        """Whether this engine enforces a size per container (btrfs)."""
+        now = time.monotonic()
+        if now - self._storage_checked_at >= self.storage_check_seconds:
+            self._storage_driver = str(self.api.info().get("Driver") or "")
+            self._storage_checked_at = now
+        return self._storage_driver == "btrfs"
+
+    def _enforces_disk_limit(self, spec: InstanceSpec) -> bool:
+        return spec.limits.disk_bytes is not None and self._hard_disk_limits()
+
+    def _storage_opt(self, spec: InstanceSpec) -> dict[str, str] | None:
+        """The container's size on a btrfs engine. btrfs limits what the
+        subvolume *refers to*, the image's files included, so the size is the
+        limit plus the image's size: the learner may write the limit less the
+        image's metadata (about 5 % of the image, some 12-15 MiB for the
+        shipped ones), never more, so the watchdog, counting file bytes, has
+        nothing to find on such a host. +1 round trip (the image's size)."""
+        if not self._enforces_disk_limit(spec):
+            return None
+        try:
+            image_bytes = int(self.api.inspect_image(spec.image).get("Size") or 0)
+        except docker.errors.ImageNotFound as exc:
+            raise DriverError(f"image {spec.image!r} is not on the lab host", permanent=True) from exc
+        return {"size": str(int(spec.limits.disk_bytes or 0) + image_bytes)}
 
     _userns_checked = False
 
@@ -422,12 +557,34 @@ class DockerDriver(Driver):
     def _inner_engine_volume(self, container_name: str) -> str:
         return f"{container_name}-docker"
 
+    def _inner_engine_in_volume(self, spec: InstanceSpec) -> bool:
+        """Whether the inner engine's data (/var/lib/docker) is a named volume.
+        On an overlay2 lab host it must be: its overlay2 cannot stack on the
+        container's own overlay root. On a btrfs lab host it stays in the
+        container's writable layer (the inner overlay2 works on btrfs), so
+        the instance's disk limit (``_storage_opt``) covers it: volumes are
+        outside any container's quota."""
+        return spec.nested_docker and not self._hard_disk_limits()
+
+    def _inner_engine_mounts(self, spec: InstanceSpec) -> list[docker.types.Mount]:
+        if not self._inner_engine_in_volume(spec):
+            return []
+        return [
+            docker.types.Mount(
+                target=self.inner_engine_volume_path,
+                source=self._inner_engine_volume(self.container_name(spec.instance_id)),
+                type="volume",
+            )
+        ]
+
     def _create_volumes(self, container_name: str, spec: InstanceSpec) -> list[str]:
         """The instance's named volumes (labelled like it); creating one that
         exists (a retried call) finds it."""
         if not spec.nested_docker:
             return []
         self._require_userns_remap()  # before anything is made
+        if not self._inner_engine_in_volume(spec):
+            return []
         name = self._inner_engine_volume(container_name)
         labels = {
             LABEL_DEPLOYMENT: self.deployment,
@@ -934,6 +1091,8 @@ class DockerDriver(Driver):
         filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", f"{LABEL_KIND}=instance"]}
         usage: dict[str, int] = {}
         with self._engine_errors("measure disk use"):
+            if self._hard_disk_limits():
+                return self._unlimited_disk_usage(filters)
             for c in self.api.containers(filters=filters, size=True):
                 instance_id = (c.get("Labels") or {}).get(LABEL_INSTANCE)
                 if instance_id:
@@ -949,6 +1108,21 @@ class DockerDriver(Driver):
                     size = int((v.get("UsageData") or {}).get("Size") or 0)
                     if labels.get(LABEL_DEPLOYMENT) == self.deployment and instance_id in usage and size > 0:
                         usage[instance_id] += size
+        return usage
+
+    def _unlimited_disk_usage(self, filters: dict) -> dict[str, int]:
+        """On a btrfs engine, only the instances it does not limit (made
+        without ``disk_bytes``): the engine sizes a btrfs writable layer by
+        comparing it with its image file by file (seconds per instance), so
+        the ones it limits are never measured. 1 listing, +1 inspect each."""
+        usage: dict[str, int] = {}
+        for c in self.api.containers(filters=filters):
+            labels = c.get("Labels") or {}
+            instance_id = labels.get(LABEL_INSTANCE)
+            if not instance_id or LABEL_DISK_QUOTA in labels:
+                continue
+            response = self.api._get(self.api._url("/containers/{0}/json", c["Id"]), params={"size": 1})
+            usage[instance_id] = int(self.api._result(response, json=True).get("SizeRw") or 0)
         return usage
 
     def list_objects(self) -> list[LabelledObject]:
@@ -1288,14 +1462,19 @@ def _relay_of(info: dict) -> tuple[int, str] | None:
     return int(port), token
 
 
-def _read_to_end(stream, seconds: float) -> tuple[bytes, bool]:
-    """What ``stream`` sends until it closes, for ``seconds`` at most; and
-    whether it closed (False: the time ran out first)."""
+def _read_to_end(stream, seconds: float, limit: int = RELAY_READ_LIMIT) -> tuple[bytes, bool]:
+    """What ``stream`` sends until it closes, for ``seconds`` at most and
+    ``limit`` bytes at most (what an instance sends is the learner's to
+    choose: it must not fill the web tier's memory or hold a thread); and
+    whether it closed (False: the time or the size ran out first)."""
     deadline = time.monotonic() + seconds
     data = bytearray()
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0 and len(data) < limit:
         stream.settimeout(left)
-        chunk = stream.recv(65536)
+        try:
+            chunk = stream.recv(min(65536, limit - len(data)))
+        except TimeoutError:
+            break
         if not chunk:
             return bytes(data), True
         data += chunk
@@ -1422,6 +1601,16 @@ def _file_in_tar(archive: bytes, path: str) -> bytes:
     except tarfile.TarError as exc:
         raise DriverError(f"the engine sent a broken archive for {path}: {exc}") from exc
     raise DriverError(f"{path} is not a regular file", permanent=True)
+
+
+def parse_meminfo(text: str) -> int | None:
+    """MemAvailable of Linux's /proc/meminfo, in bytes."""
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) * 1024
+    return None
 
 
 def parse_stats(info: dict, *, name: str = "") -> InstanceStats:

@@ -35,6 +35,7 @@ from .base import (
     Driver,
     DriverError,
     EngineEvent,
+    HostCapacity,
     EventKind,
     ExecResult,
     InstanceSpec,
@@ -117,6 +118,8 @@ class _Host:
         self.changed = threading.Condition(self.lock)
         self.streams: set[_EventStream] = set()
         self.streams_opened = 0
+        # What capacity() answers; tests set another.
+        self.capacity = HostCapacity(memory_bytes=64 * 1024**3, cpus=16.0)
 
     def emit(self, instance: _Instance, kind: EventKind, **fields: object) -> None:
         event = EngineEvent(instance_id=instance.labels[LABEL_INSTANCE], kind=kind, at=time.time(), **fields)
@@ -202,6 +205,9 @@ class FakeDriver(Driver):
     # -- the host ---------------------------------------------------------------
     def ping(self) -> None:
         return None
+
+    def capacity(self) -> HostCapacity:
+        return self.host.capacity
 
     # -- networks ---------------------------------------------------------------
     def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
@@ -541,6 +547,9 @@ class BrokenDriver(Driver):
         return DriverError(f"lab host unreachable: {self.url} (broken driver)", permanent=False)
 
     def ping(self) -> None:
+        raise self._fail()
+
+    def capacity(self) -> HostCapacity:
         raise self._fail()
 
     def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:

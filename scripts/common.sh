@@ -21,7 +21,15 @@ ENGINE_SOCKET_PATH="$RUN_DIR/docker.sock"
 ENGINE_PIDFILE="$RUN_DIR/docker.pid"
 ENGINE_EXEC_ROOT="$RUN_DIR/exec"
 ENGINE_DATA_ROOT="$STATE_DIR/engine"
+# The engine's data root on btrfs (hard per-sandbox disk limits, engine.sh):
+# a sparse loop file, mounted at its own path. ENGINE_DATA_ROOT above is the
+# overlay2 data root of a kernel without btrfs (and of older installs).
+ENGINE_DISK_FILE="$STATE_DIR/engine-btrfs.img"
+ENGINE_BTRFS_ROOT="$STATE_DIR/engine-btrfs"
 ENGINE_LOG="$STATE_DIR/engine.log"
+# The engine's TLS certificates when it serves TCP (PLAYGROUND_ENGINE_TLS_LISTEN):
+# ca.pem cert.pem key.pem, as scripts/lab-host-certs.sh makes them.
+ENGINE_TLS_DIR="${PLAYGROUND_ENGINE_TLS_DIR:-$STATE_DIR/engine-tls}"
 # The engine the images are built into and the tools talk to; any Docker host
 # URL works (tcp:// with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH for a TLS engine).
 ENGINE_URL="${PLAYGROUND_ENGINE_SOCKET:-unix://$ENGINE_SOCKET_PATH}"

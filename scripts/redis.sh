@@ -7,12 +7,24 @@
 #
 # Loopback only, port 6399 (beside any system Redis on 6379), no persistence:
 # everything in it is either short-lived or rebuilt from the database.
+# No password by default: sandboxes never reach the host's loopback (nor any
+# other host address: the engine's firewall), and the cache holds no pickle.
+# With PLAYGROUND_REDIS_PASSWORD (or _FILE) set, as settings.py reads it, the
+# server requires it (given on stdin, never on a command line).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PIDFILE="$REDIS_DIR/redis.pid"
 LOGFILE="$REDIS_DIR/redis.log"
+
+REDIS_PASSWORD="${PLAYGROUND_REDIS_PASSWORD:-}"
+if [ -z "$REDIS_PASSWORD" ] && [ -n "${PLAYGROUND_REDIS_PASSWORD_FILE:-}" ]; then
+    REDIS_PASSWORD="$(cat "$PLAYGROUND_REDIS_PASSWORD_FILE")" || die "redis: cannot read $PLAYGROUND_REDIS_PASSWORD_FILE"
+fi
+if [ -n "$REDIS_PASSWORD" ]; then
+    export REDISCLI_AUTH="$REDIS_PASSWORD"   # redis-cli's way, off its command line
+fi
 
 answers() {
     [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
@@ -36,12 +48,17 @@ start() {
     rm -f "$PIDFILE"
     # --daemonize forks once the server is set up; `detached` keeps our lock
     # and pipes out of it.
-    detached redis-server \
+    # The configuration's first lines come from stdin ("-"): the password, if any.
+    local config=""
+    if [ -n "$REDIS_PASSWORD" ]; then
+        config="requirepass \"${REDIS_PASSWORD//\"/\\\"}\""
+    fi
+    detached redis-server - \
         --bind 127.0.0.1 --port "$REDIS_PORT" \
         --daemonize yes \
         --dir "$REDIS_DIR" --pidfile "$PIDFILE" --logfile "$LOGFILE" \
         --save "" --appendonly no --databases 64 \
-        </dev/null >/dev/null 2>&1 &
+        <<<"$config" >/dev/null 2>&1 &
     wait $! || true
     local deadline=$((SECONDS + 10))
     until answers; do

@@ -40,6 +40,7 @@ BASE_PACKAGES=(
     debian-archive-keyring
     uidmap                # subordinate id tools for --userns-remap
     iptables              # isolation between session networks
+    btrfs-progs           # the engine's btrfs data root: hard disk limits per sandbox (engine.sh)
     tini                  # docker --init (PID 1 of every instance)
     gcc libc6-dev         # build the sandbox images' terminal relay (static)
     ca-certificates

@@ -36,7 +36,7 @@ const FINAL_CLOSES: Record<number, string> = {
 };
 /** Close codes worth a retry, with what the person should know. */
 const RETRY_CLOSES: Record<number, string> = {
-  4429: "Too many connections right now.",
+  4429: "Too much input or too many connections right now.",
   1009: "A message was too large for the terminal.",
   1011: "The terminal hit an internal error.",
   1012: "The server restarted.",
@@ -386,7 +386,9 @@ export class TerminalClient {
       if (code !== 4404) this.showButton("Try again");
       return;
     }
-    const why = RETRY_CLOSES[code] ?? (this.lastError || reason || "The connection was lost.");
+    // A 4429's error event says which limit (input too fast, too many connections).
+    const why = (code === 4429 && this.lastError) ||
+      (RETRY_CLOSES[code] ?? (this.lastError || reason || "The connection was lost."));
     let delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
     delay = delay * (0.8 + Math.random() * 0.4);
     if (code === 4429 && this.retryAfter) delay = Math.max(delay, this.retryAfter * 1000);

@@ -20,6 +20,7 @@ from playground.errors import ClassClosed, Forbidden, Invalid, LimitReached, Not
 from playground.labs import actions as lab_actions
 from playground.labs.models import Lab, Progress
 from playground.sessions import actions as session_actions
+from playground.sessions import hosts
 from playground.sessions.models import Instance, Session
 
 from .models import Classroom, Learner, Organisation, WarmSession
@@ -417,6 +418,7 @@ def warm_classes() -> dict[str, int]:
     window closed. Returns sessions made per class. (Worker side.)"""
     now = timezone.now()
     made: dict[str, int] = {}
+    _move_warm_off(hosts.draining_hosts())
     for classroom in Classroom.objects.filter(ended_at__isnull=True, warm_sessions__isnull=False).distinct():
         if not _warm_window(classroom, now):
             drain_warm(classroom=classroom, reason="the class's start window closed")
@@ -430,6 +432,17 @@ def warm_classes() -> dict[str, int]:
     for classroom in due:
         made[classroom.id] = _fill_warm(classroom, now)
     return made
+
+
+def _move_warm_off(draining: list[str]) -> int:
+    """End the warm sessions waiting on lab hosts being drained; the classes
+    about to start fill up again on the others (below)."""
+    moved = 0
+    for warm in WarmSession.objects.filter(session__host__in=draining).select_related("session"):
+        if WarmSession.objects.filter(pk=warm.pk).delete()[0] and warm.session.is_live:
+            session_actions.end_session(session=warm.session, reason="its lab host is being drained")
+            moved += 1
+    return moved
 
 
 def _fill_warm(classroom: Classroom, now: datetime) -> int:

@@ -14,7 +14,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from playground.accounts.actions import create_guest, is_guest
-from playground.errors import ClassClosed, PlaygroundError
+from playground.accounts.throttles import failures_wait, note_failure
+from playground.errors import ClassClosed, NotFoundError, PlaygroundError
 
 from . import actions
 from .forms import ClassroomForm
@@ -30,6 +31,15 @@ def _as_someone(request: HttpRequest) -> bool:
 def _join(request: HttpRequest, *, code: str | None, token: str | None, classroom=None) -> HttpResponse:
     context = {"code": code or "", "token": token, "classroom": classroom,
                "display_name": request.POST.get("display_name", "")}
+    if request.method == "POST":
+        # Join codes are short: wrong ones are counted per address, and past
+        # PLAYGROUND_JOIN_RATE_ADDRESS no code is tried (nor a guest made for it).
+        wait = failures_wait("join_address", request)
+        if wait is not None:
+            context["error"] = f"Too many attempts to join from your network; try again in {wait} s."
+            response = render(request, "classrooms/join.html", context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
     if not _as_someone(request):
         return redirect(f"{settings.LOGIN_URL}?next={request.path}")
     status = 200
@@ -40,6 +50,8 @@ def _join(request: HttpRequest, *, code: str | None, token: str | None, classroo
             return redirect("session", sid=session.id)
         except PlaygroundError as exc:
             context["error"], status = exc.message, exc.status
+            if isinstance(exc, NotFoundError):
+                note_failure("join_address", request)
     return render(request, "classrooms/join.html", context, status=status)
 
 

@@ -179,17 +179,18 @@ def reset_progress(*, user, lab: Lab) -> None:
 
 # -- sessions for labs -----------------------------------------------------------------------------
 
-def start_lab(*, user, slug: str) -> Session:
+def start_lab(*, user, slug: str, address: str | None = None) -> Session:
     """``POST /api/sessions/`` with ``"lab"``: a session with the lab's instances."""
     lab = Lab.objects.filter(slug=slug, draft=False).first()
     if lab is None:
         raise Invalid(f"Unknown lab {slug!r}.")
-    return start_lab_session(user=user, lab=lab)
+    return start_lab_session(user=user, lab=lab, address=address)
 
 
-def start_lab_session(*, user, lab: Lab) -> Session:
+def start_lab_session(*, user, lab: Lab, address: str | None = None) -> Session:
     """Start the lab's environment; copying assets and the set-up script run
-    in the background once the instances run."""
+    in the background once the instances run. ``address``: the client's, when
+    a guest starts it itself (sessions.actions.check_guest_address_cap)."""
     template = lab.environment.get("template")
     instances = lab.environment.get("instances") or []
     if template:
@@ -204,14 +205,16 @@ def start_lab_session(*, user, lab: Lab) -> Session:
     egress = lab.environment.get("egress") or None  # None: the image's or the installation's
     with transaction.atomic():
         if template:
-            session = session_actions.start_template_session(user=user, template=template, egress=egress)
+            session = session_actions.start_template_session(user=user, template=template, egress=egress,
+                                                             address=address)
         else:
             first, rest = instances[0], instances[1:]
             session = session_actions.start_session(
-                user=user, image=first.get("image"), hostname=first["name"], egress=egress
+                user=user, image=first.get("image"), hostname=first["name"], egress=egress, address=address
             )
             for item in rest:
-                session_actions.add_instance(session=session, image=item.get("image"), hostname=item["name"])
+                session_actions.add_instance(session=session, image=item.get("image"), hostname=item["name"],
+                                             address=address)
         LabRun.objects.create(
             session=session, lab=lab, setup_state=LabRun.Setup.PENDING if needs_setup else LabRun.Setup.NONE
         )

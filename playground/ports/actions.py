@@ -12,12 +12,21 @@ is another host), so the link carries a short-lived grant signed for the
 session's owner, that instance and that port; the proxy trades it for a
 cookie of its own on that origin and then checks, on every request, that the
 cookie's user still owns the live session of a running instance.
+
+A grant is good once (``consume_grant``: its first use is noted in the cache
+with an atomic ``add``, shared by every web process), so a link seen in a
+history, a log or over a shoulder lets nobody else in. On https the cookie
+is a ``__Host-`` cookie (Secure, Path=/, no Domain: no other host, not even
+a sibling port origin, can set or shadow it); browsers refuse that prefix
+without Secure, so on plain http it keeps its plain name.
 """
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -37,7 +46,7 @@ log = logging.getLogger(__name__)
 GRANT_PARAM = "pg_grant"
 """The query parameter of a port link that carries its grant."""
 COOKIE_NAME = "playground_port"
-"""The proxy's own cookie on a port's origin."""
+"""The proxy's own cookie on a port's origin (``cookie_name()`` gives the one in use)."""
 COOKIE_MAX_AGE = 24 * 3600
 """Longest a cookie's signature is good for; the session's life is checked too."""
 _GRANT_SALT = "playground.ports.grant"
@@ -80,9 +89,16 @@ def parse_port_host(host: str) -> tuple[str, int] | None:
     return match["iid"], port
 
 
+def cookie_name() -> str:
+    """The proxy's cookie: ``__Host-`` prefixed where the scheme lets it be Secure."""
+    return f"__Host-{COOKIE_NAME}" if settings.PLAYGROUND_PORTS_SCHEME == "https" else COOKIE_NAME
+
+
 def port_url(*, owner_id: int, instance_id: str, port: int, path: str = "/") -> str:
     """A link to ``port`` of an instance with a fresh grant for its owner."""
-    grant = signing.dumps({"u": owner_id, "i": instance_id, "p": port}, salt=_GRANT_SALT, compress=False)
+    # The nonce makes every grant a new one, so each link can be used once.
+    grant = signing.dumps({"u": owner_id, "i": instance_id, "p": port, "n": secrets.token_urlsafe(9)},
+                          salt=_GRANT_SALT, compress=False)
     return f"{port_origin(instance_id, port)}{path}?{urlencode({GRANT_PARAM: grant})}"
 
 
@@ -110,6 +126,19 @@ def read_grant(value: str, *, instance_id: str, port: int) -> Pass | None:
     """The grant of a link, if signed by us for this origin and still fresh."""
     return _load(value, salt=_GRANT_SALT, max_age=settings.PLAYGROUND_PORTS_GRANT_SECONDS,
                  instance_id=instance_id, port=port)
+
+
+def consume_grant(value: str, *, instance_id: str, port: int) -> Pass | None:
+    """``read_grant``, once: a grant already used (by anyone, on any web
+    process) is None. Raises the cache's error when Redis does not answer."""
+    granted = read_grant(value, instance_id=instance_id, port=port)
+    if granted is None:
+        return None
+    key = "ports:grant-used:" + hashlib.sha256(value.encode()).hexdigest()[:40]
+    # Kept as long as the grant's signature is good; then the age check refuses it anyway.
+    if not cache.add(key, 1, timeout=settings.PLAYGROUND_PORTS_GRANT_SECONDS + 5):
+        return None
+    return granted
 
 
 def make_cookie(granted: Pass) -> str:
@@ -186,12 +215,13 @@ def open_port(*, instance: Instance, port: int) -> dict:
 
 # -- the scan (a Celery beat task) --------------------------------------------------------------
 
-def scan_ports() -> dict[str, list[int]]:
-    """Ask the lab hosts which ports each running instance of a live session
-    listens on; keep the answers in the cache. Returns them by instance id.
+def scan_ports(session_ids: list[str] | None = None) -> dict[str, list[int]]:
+    """Ask the lab hosts which ports each running instance of a watched live
+    session listens on (or of ``session_ids``); keep the answers in the
+    cache. Returns them by instance id.
 
-    One scan at a time per deployment; instances are asked in parallel."""
-    found = ask_running_instances(task="ports-scan", ask=_scan_one, threads=SCAN_THREADS)
+    One round at a time per deployment; instances are asked in parallel."""
+    found = ask_running_instances(task="ports-scan", ask=_scan_one, threads=SCAN_THREADS, session_ids=session_ids)
     if found:
         ttl = max(30, int(settings.PLAYGROUND_PORTS_SECONDS * 10))
         cache.set_many({_cache_key(iid): ports for iid, ports in found.items()}, timeout=ttl)

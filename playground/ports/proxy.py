@@ -17,6 +17,19 @@ are written back to the port's origin.
 
 Everything blocking (the database) runs on the terminal thread pool; the
 upstream connections are asyncio streams, so nothing waits on the event loop.
+
+Backpressure, both ways: Daphne's ``send`` queues without limit what a slow
+browser does not read, so after each piece of an answer (an HTTP body chunk, a
+WebSocket message) the proxy waits until the browser's connection holds less
+than ``rawsocket.WRITE_LIMIT`` (1 MiB) before reading more from the instance;
+the instance's server then blocks on its writes, as with a slow client of its
+own. Towards the instance, while a WebSocket's messages wait for a slow
+instance the browser's socket is not read (``rawsocket.pause_reading``), and
+request bodies go no faster than the instance reads them (``drain``); Daphne
+holds a request's body whole before the application starts, which
+``rawsocket.limit_request_bodies`` bounds (``PLAYGROUND_MAX_REQUEST_BYTES``).
+What a connection holds in this process is then about 1 MiB, whatever either
+end does, besides that bounded body.
 """
 from __future__ import annotations
 
@@ -33,11 +46,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Origin
 
+from playground import rawsocket
 from playground.errors import NotFoundError, NotReady, PlaygroundError, SessionOver, error_body
 from playground.sessions.terminal import db
 
 from . import actions
-from .actions import COOKIE_NAME, GRANT_PARAM, Pass, Target
+from .actions import GRANT_PARAM, Pass, Target
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +62,12 @@ HEAD_TIMEOUT = 120.0
 HEAD_LIMIT = 64 * 1024
 """Largest response head (status line and headers) taken from a server."""
 CHUNK = 64 * 1024
-WS_MAX_MESSAGE = 16 * 1024 * 1024
+WS_MAX_MESSAGE = 1024 * 1024
+"""Largest WebSocket message taken from a server (Daphne takes no larger one
+from a browser): a larger one closes the instance's side with 1009."""
+WS_MAX_QUEUE = (2, 1)
+"""Frames read ahead from an instance's WebSocket (high, low water) while the
+browser is slow: the rest waits in the instance's socket."""
 TARGET_TTL = 2.0
 """Seconds a successful access check is reused (a page loads many assets)."""
 
@@ -125,7 +144,7 @@ async def _target(granted: Pass) -> Target:
 
 
 def _cookie_pass(scope, origin: _Origin) -> Pass | None:
-    value = _cookies(scope).get(COOKIE_NAME)
+    value = _cookies(scope).get(actions.cookie_name())
     if not value:
         return None
     return actions.read_cookie(value, instance_id=origin.instance_id, port=origin.port)
@@ -146,7 +165,13 @@ async def _proxy_http(scope, receive, send, origin: _Origin) -> None:
     grants = [unquote_plus(p.partition("=")[2]) for p in parts if p.partition("=")[0] == GRANT_PARAM]
     cookie_pass = _cookie_pass(scope, origin)
     if grants:
-        granted = actions.read_grant(grants[-1], instance_id=origin.instance_id, port=origin.port) or cookie_pass
+        try:
+            granted = await db(actions.consume_grant)(grants[-1], instance_id=origin.instance_id, port=origin.port)
+        except Exception as exc:  # noqa: BLE001 - the cache (Redis) does not answer: say so, not 500
+            log.warning("port proxy: cannot note a grant's use: %s", exc)
+            return await _refuse(scope, send, 503, "unavailable", "Try again in a moment.", retry_after=5)
+        # Used already (a reload of the link): the cookie it set lets its owner in.
+        granted = granted or cookie_pass
         if granted is None:
             return await _refuse(scope, send, 403, "forbidden", STALE_LINK)
         try:
@@ -155,7 +180,7 @@ async def _proxy_http(scope, receive, send, origin: _Origin) -> None:
             return await _refuse(scope, send, exc.status, exc.code, exc.message)
         rest = "&".join(p for p in parts if p.partition("=")[0] != GRANT_PARAM)
         clean = _raw_path(scope) + (f"?{rest}" if rest else "")
-        cookie = f"{COOKIE_NAME}={actions.make_cookie(granted)}; Path=/; HttpOnly; SameSite=Lax"
+        cookie = f"{actions.cookie_name()}={actions.make_cookie(granted)}; Path=/; HttpOnly; SameSite=Lax"
         if settings.PLAYGROUND_PORTS_SCHEME == "https":
             cookie += "; Secure"
         return await _answer(send, 302, b"", [
@@ -201,6 +226,7 @@ async def _forward(scope, receive, send, origin: _Origin, target: Target) -> Non
         try:
             async for chunk in _response_body(reader, framing):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await rawsocket.drained(scope)  # a slow reader slows the server
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass  # the server went away mid-answer, or broke HTTP: end what was sent
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -379,7 +405,9 @@ async def _proxy_websocket(scope, receive, send, origin: _Origin) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
     cookie_pass = _cookie_pass(scope, origin)
-    if cookie_pass is None:
+    if cookie_pass is None or not _same_origin(scope, origin):
+        # The cookie lets a browser in; only a page of the port's own origin
+        # may use it (a page elsewhere would act as the learner).
         return await send({"type": "websocket.close", "code": 4403})
     try:
         target = await _target(cookie_pass)
@@ -411,6 +439,7 @@ async def _proxy_websocket(scope, receive, send, origin: _Origin) -> None:
             subprotocols=scope.get("subprotocols") or None,
             additional_headers=extra, user_agent_header=user_agent, compression=None,
             open_timeout=CONNECT_TIMEOUT, ping_interval=None, max_size=WS_MAX_MESSAGE,
+            max_queue=WS_MAX_QUEUE,
         )
     except (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI) as exc:
         log.info("port proxy: WebSocket to %s:%s refused: %s", target.hostname, origin.port, exc)
@@ -418,9 +447,21 @@ async def _proxy_websocket(scope, receive, send, origin: _Origin) -> None:
         return await send({"type": "websocket.close", "code": 1014})
     await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
 
+    queue = getattr(receive, "__self__", None)  # Daphne's receive is its queue's get
+    backlog = queue.qsize if isinstance(queue, asyncio.Queue) else (lambda: 0)
+
     async def browser_to_instance() -> None:
+        paused = False
         while True:
             message = await receive()
+            # Messages waiting behind this one: the instance reads slower than
+            # the browser sends. Leave the rest in the browser's socket.
+            if backlog() and not paused:
+                rawsocket.pause_reading(scope)
+                paused = True
+            elif paused and not backlog():
+                rawsocket.resume_reading(scope)
+                paused = False
             if message["type"] == "websocket.disconnect":
                 return
             if message["type"] != "websocket.receive":
@@ -436,6 +477,7 @@ async def _proxy_websocket(scope, receive, send, origin: _Origin) -> None:
                     await send({"type": "websocket.send", "text": data})
                 else:
                     await send({"type": "websocket.send", "bytes": data})
+                await rawsocket.drained(scope)
         code = upstream.close_code or 1000
         await send({"type": "websocket.close", "code": _CLOSE_SUBSTITUTES.get(code, code),
                     "reason": (upstream.close_reason or "")[:100]})
@@ -452,6 +494,11 @@ async def _proxy_websocket(scope, receive, send, origin: _Origin) -> None:
 
 
 # -- small helpers --------------------------------------------------------------------------
+
+def _same_origin(scope, origin: _Origin) -> bool:
+    """The handshake's Origin is the port's own (a cookie handshake without one is refused)."""
+    return (_header(scope, b"origin") or "").strip().lower() == origin.public.lower()
+
 
 def _header(scope, name: bytes) -> str | None:
     for key, value in scope.get("headers") or ():
@@ -493,7 +540,7 @@ def _cookies(scope) -> dict[str, str]:
 
 def _filtered_cookies(value: bytes) -> bytes:
     """A Cookie header without the proxy's and the playground's cookies."""
-    ours = {COOKIE_NAME, settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}
+    ours = {actions.COOKIE_NAME, actions.cookie_name(), settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}
     kept = [p.strip() for p in value.split(b";")
             if p.strip() and p.strip().partition(b"=")[0].decode("latin-1") not in ours]
     return b"; ".join(kept)
@@ -528,7 +575,7 @@ async def _answer(send, status: int, body: bytes, headers: list[tuple[bytes, byt
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse(scope, send, status: int, code: str, message: str) -> None:
+async def _refuse(scope, send, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
     """API.md's JSON error, or a small page for a browser that asks for HTML."""
     accept = (_header(scope, b"accept") or "").lower()
     if "text/html" in accept:
@@ -537,7 +584,10 @@ async def _refuse(scope, send, status: int, code: str, message: str) -> None:
     else:
         body = json.dumps(error_body(code, message)).encode()
         content_type = b"application/json"
-    await _answer(send, status, body, [(b"content-type", content_type), (b"cache-control", b"no-store")])
+    headers = [(b"content-type", content_type), (b"cache-control", b"no-store")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await _answer(send, status, body, headers)
 
 
 _ERROR_PAGE = """<!doctype html>

@@ -8,5 +8,5 @@ from . import actions
 
 
 @shared_task(ignore_result=True, expires=max(1.0, settings.PLAYGROUND_PORTS_SECONDS))
-def scan_ports() -> dict[str, list[int]]:
-    return actions.scan_ports()
+def scan_ports(session_ids: list[str] | None = None) -> dict[str, list[int]]:
+    return actions.scan_ports(session_ids)

@@ -25,7 +25,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from playground import audit, events, jobs
-from playground.accounts.actions import is_guest
+from playground.accounts.actions import guest_address, is_guest, lock_guests_of
 from playground.errors import (
     Forbidden,
     Invalid,
@@ -35,10 +35,19 @@ from playground.errors import (
     NotReady,
     SessionOver,
 )
-from sandboxes.base import DriverError, EngineEvent, ExecResult, InstanceSpec, Limits, NotFound, NotRunning
+from sandboxes.base import (
+    DriverError,
+    EngineEvent,
+    ExecResult,
+    InstanceSpec,
+    Limits,
+    NotFound,
+    NotRunning,
+    load_driver,
+)
 
 from . import hosts
-from .models import Instance, Session
+from .models import Instance, LabHost, Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,14 +129,22 @@ def _network_options(egress: str) -> dict:
     return {"egress": egress == "internet", "isolated": egress == "none"}
 
 
-def instance_limits() -> Limits:
+def instance_limits(image: str | None = None) -> Limits:
     return Limits(
         memory_bytes=settings.PLAYGROUND_INSTANCE_MEMORY_MB * 1024 * 1024,
         cpus=settings.PLAYGROUND_INSTANCE_CPUS,
         pids=settings.PLAYGROUND_INSTANCE_PIDS,
         log_max_bytes=settings.PLAYGROUND_INSTANCE_LOG_KB * 1024,
         capabilities=tuple(settings.PLAYGROUND_INSTANCE_CAPABILITIES),
+        disk_bytes=disk_limit_mb(image) * 1024 * 1024,
     )
+
+
+def disk_limit_mb(image: str | None) -> int:
+    """The disk an instance of ``image`` may write (PLAYGROUND_IMAGE_DISK_MB,
+    else PLAYGROUND_INSTANCE_DISK_MB)."""
+    own = settings.PLAYGROUND_IMAGES.get(image or "", {}).get("disk_mb")
+    return int(own or settings.PLAYGROUND_INSTANCE_DISK_MB)
 
 
 # -- lookups with ownership -------------------------------------------------------
@@ -158,30 +175,102 @@ def _require_live(session: Session) -> None:
 
 # -- allocation -------------------------------------------------------------------
 
-def _choose_host() -> str:
-    """The healthy lab host with the most room, or 503 no_capacity."""
-    load = dict(
-        Instance.objects.filter(state__in=LIVE_INSTANCE_STATES)
-        .values_list("host")
-        .annotate(n=Count("id"))
-        .values_list("host", "n")
-    )
+@dataclass(frozen=True)
+class Reservation:
+    """What placing one instance of an image takes of a lab host: what such
+    an instance typically uses, not its limit (most sit idle)."""
+
+    memory_bytes: int
+    cpus: float
+
+
+def reservation(image: str) -> Reservation:
+    spec = settings.PLAYGROUND_IMAGES.get(image) or {}
+    memory_mb = spec.get("reserve_memory_mb", settings.PLAYGROUND_RESERVE_MEMORY_MB)
+    return Reservation(memory_bytes=int(memory_mb) * 1024 * 1024,
+                       cpus=float(spec.get("reserve_cpus", settings.PLAYGROUND_RESERVE_CPUS)))
+
+
+@dataclass
+class _Load:
+    instances: int = 0
+    memory_bytes: int = 0
+    cpus: float = 0.0
+
+
+def _host_loads() -> dict[str, _Load]:
+    """What the live instances (pooled ones too) reserve on each host: one query."""
+    loads: dict[str, _Load] = {}
+    rows = (Instance.objects.filter(state__in=LIVE_INSTANCE_STATES)
+            .values("host", "image").annotate(n=Count("id")).values_list("host", "image", "n"))
+    for host, image, n in rows:
+        load = loads.setdefault(host, _Load())
+        each = reservation(image)
+        load.instances += n
+        load.memory_bytes += each.memory_bytes * n
+        load.cpus += each.cpus * n
+    return loads
+
+
+def _room_left(health: hosts.Health, load: _Load, want: Reservation, count: int) -> tuple[float, str]:
+    """How much of a host would be left after placing ``count`` instances
+    reserving ``want`` each (the smaller share of memory and CPU, 1.0 when
+    its capacity is unknown), or a negative number and why they do not fit:
+    the reservations past its memory and CPUs times their overcommit
+    factors, or its available memory under PLAYGROUND_HOST_MIN_FREE_MEMORY
+    of the whole (so 503 comes before the host starts swapping or killing)."""
+    cap = settings.PLAYGROUND_HOST_CAPACITY
+    if cap and load.instances + count > cap:
+        return -1.0, "full"
+    shares = [1.0]
+    if health.memory_bytes:
+        allowed = health.memory_bytes * settings.PLAYGROUND_HOST_MEMORY_OVERCOMMIT
+        memory = load.memory_bytes + want.memory_bytes * count
+        if memory > allowed:
+            return -1.0, "full (memory reserved)"
+        shares.append(1 - memory / allowed)
+        available = health.memory_available_bytes
+        floor = health.memory_bytes * settings.PLAYGROUND_HOST_MIN_FREE_MEMORY
+        if available is not None and available - want.memory_bytes * count < floor:
+            return -1.0, "low on free memory"
+    if health.cpus:
+        allowed = health.cpus * settings.PLAYGROUND_HOST_CPU_OVERCOMMIT
+        cpus = load.cpus + want.cpus * count
+        if cpus > allowed:
+            return -1.0, "full (CPU reserved)"
+        shares.append(1 - cpus / allowed)
+    return min(shares), ""
+
+
+def _choose_host(image: str | None = None, count: int = 1) -> str:
+    """The healthy lab host with the most room left for ``count`` instances
+    of ``image``, or 503 no_capacity."""
+    want = reservation(image or settings.PLAYGROUND_DEFAULT_IMAGE)
+    loads = _host_loads()
     candidates = []
     reasons = []
-    for host in hosts.lab_hosts():
+    for host in hosts.placeable_hosts():
         health = hosts.health_of(host)
         if not health.ok:
             reasons.append(health.error or "unreachable")
             continue
-        used = load.get(host, 0)
-        if used >= settings.PLAYGROUND_HOST_CAPACITY:
-            reasons.append("full")
+        room, why = _room_left(health, loads.get(host, _Load()), want, count)
+        if room < 0:
+            reasons.append(why)
             continue
-        candidates.append((used, host))
+        candidates.append((-room, loads.get(host, _Load()).instances, host))
     if not candidates:
-        detail = "; ".join(reasons) or "no lab host configured"
+        detail = "; ".join(reasons) or "no lab host takes new sandboxes"
         raise NoCapacity(f"No lab host can take a sandbox now ({detail}). Try again shortly.")
-    return min(candidates)[1]
+    return min(candidates)[2]
+
+
+def _check_room(host: str, image: str) -> None:
+    """503 no_capacity when ``host`` cannot take one more instance of ``image``."""
+    room, why = _room_left(hosts.health_of(host), _host_loads().get(host, _Load()), reservation(image), 1)
+    if room < 0:
+        raise NoCapacity(f"The lab host of this session cannot take another sandbox now ({why}). "
+                         "Try again shortly.")
 
 
 def _next_number(session: Session) -> int:
@@ -192,12 +281,16 @@ def _next_number(session: Session) -> int:
     return number
 
 
-def start_session(*, user, image: str | None = None, hostname: str = "node1", egress: str | None = None) -> Session:
+def start_session(*, user, image: str | None = None, hostname: str = "node1", egress: str | None = None,
+                  address: str | None = None) -> Session:
     """Allocate a session with one instance; a worker provisions it.
-    ``egress``: a lab's policy, over the image's and the installation's."""
+    ``egress``: a lab's policy, over the image's and the installation's.
+    ``address``: the client's, when a guest asks for it itself (not through a
+    class): its instance counts against the guests of that address."""
     image = image or settings.PLAYGROUND_DEFAULT_IMAGE
     _image_ref(image)
-    with _new_session(user=user, egress=egress_policy(image=image, lab=egress)) as session:
+    with _new_session(user=user, egress=egress_policy(image=image, lab=egress), address=address,
+                      image=image) as session:
         instance = _claim_pooled(session=session, image=image, hostname=hostname)
         if instance is None:
             instance = Instance.objects.create(
@@ -212,14 +305,17 @@ def start_session(*, user, image: str | None = None, hostname: str = "node1", eg
 
 
 @contextmanager
-def _new_session(*, user, **fields) -> Iterator[Session]:
-    """A new session row of ``user`` (cap checked) on the lab host with the
-    most room, its lifetime and idle clock starting now; the caller adds its
-    instances inside the transaction this opens."""
+def _new_session(*, user, address: str | None = None, instances: int = 1, image: str | None = None,
+                 **fields) -> Iterator[Session]:
+    """A new session row of ``user`` (caps checked: its own, and with
+    ``address`` a guest's per-address one for ``instances`` more) on the lab
+    host with the most room, its lifetime and idle clock starting now; the
+    caller adds its instances inside the transaction this opens."""
     check_session_cap(user)
-    host = _choose_host()  # before the transaction: it may probe, and SQLite writers queue
+    host = _choose_host(image, instances)  # before the transaction: it may probe, and SQLite writers queue
     now = timezone.now()
     with transaction.atomic():
+        check_guest_address_cap(user, address, adding=instances)
         yield Session.objects.create(
             owner=user,
             host=host,
@@ -234,6 +330,31 @@ def instance_cap(session: Session) -> int:
     return session.max_instances or settings.PLAYGROUND_MAX_INSTANCES
 
 
+def check_guest_address_cap(user, address: str | None, *, adding: int = 1) -> None:
+    """Guests of one client address hold at most
+    PLAYGROUND_GUEST_INSTANCES_PER_ADDRESS live instances together (class
+    sessions aside). Call inside the transaction that creates the instances:
+    the guests of the address stay locked until it ends, so two creations
+    from one address count in turn. ``address`` None: not a guest's own
+    request (a class join, a lab's later instances), nothing to check."""
+    if address is None:
+        return
+    guest, counted_at = guest_address(user, address)
+    if not guest:
+        return
+    guests = lock_guests_of(counted_at)
+    live = Instance.objects.filter(
+        session__owner_id__in=guests, session__state__in=Session.LIVE_STATES, state__in=LIVE_INSTANCE_STATES,
+        session__seat__isnull=True,  # a class's seat (classrooms app) does not count
+    ).count()
+    cap = settings.PLAYGROUND_GUEST_INSTANCES_PER_ADDRESS
+    if live + adding > cap:
+        raise LimitReached(
+            f"Guests from your network already run {live} instance(s), the most allowed without an account "
+            f"({cap}); end a session you no longer use, or sign in."
+        )
+
+
 def check_session_cap(user) -> None:
     if getattr(user, "username", None) == settings.PLAYGROUND_POOL_USERNAME:
         return  # the hot-start pool's system user holds sessions for whole classes
@@ -243,7 +364,8 @@ def check_session_cap(user) -> None:
         raise LimitReached(f"You already have {live} live session(s), the most allowed; end one first.")
 
 
-def start_template_session(*, user, template: str, egress: str | None = None) -> Session:
+def start_template_session(*, user, template: str, egress: str | None = None,
+                           address: str | None = None) -> Session:
     """Allocate a session with a template's instances; workers provision them
     and then set the template up (a swarm: init on the first manager, join the rest)."""
     spec = _template(template)
@@ -255,7 +377,8 @@ def start_template_session(*, user, template: str, egress: str | None = None) ->
         )
     setup = {"state": "pending", "message": "starting the instances", "roles": roles}
     policy = egress_policy(image=spec["image"], lab=egress)
-    with _new_session(user=user, template=template, setup=setup, egress=policy) as session:
+    with _new_session(user=user, template=template, setup=setup, egress=policy, address=address,
+                      instances=len(roles), image=spec["image"]) as session:
         made = [
             Instance.objects.create(session=session, number=n, hostname=name, image=spec["image"], host=session.host)
             for n, name in enumerate(roles, start=1)
@@ -354,15 +477,21 @@ def _form_swarm(session: Session, instances: dict[str, Instance], swarm: dict) -
     log.info("session %s: swarm of %d manager(s) and %d worker(s) formed", session.id, len(managers), len(workers))
 
 
-def add_instance(*, session: Session, image: str | None = None, hostname: str | None = None) -> Instance:
-    """Add an instance (``nodeN`` unless a lab names it ``hostname``)."""
+def add_instance(*, session: Session, image: str | None = None, hostname: str | None = None,
+                 address: str | None = None) -> Instance:
+    """Add an instance (``nodeN`` unless a lab names it ``hostname``).
+    ``address``: the client's, when a guest asks for it itself (start_session)."""
     _require_live(session)
     image = image or settings.PLAYGROUND_DEFAULT_IMAGE
     _image_ref(image)
+    if getattr(session, "seat", None) is not None:
+        address = None  # a class's session: the class's own limits apply, not the guests' of an address
+    _check_room(session.host, image)  # before the transaction: it may probe the host
     with transaction.atomic():
         live = session.instances.filter(state__in=LIVE_INSTANCE_STATES).count()
         if live >= instance_cap(session):
             raise LimitReached(f"This session already has {live} instances, the most allowed.")
+        check_guest_address_cap(session.owner, address)
         number = _next_number(session)
         instance = Instance.objects.create(
             session=session, number=number, hostname=hostname or f"node{number}", image=image, host=session.host
@@ -450,7 +579,7 @@ def _provision_instance(instance_id: str) -> None:
                     **_image_options(instance.image, egress),
                     hostname=instance.hostname,
                     network=network,
-                    limits=instance_limits(),
+                    limits=instance_limits(instance.image),
                 )
             )
             break
@@ -568,9 +697,13 @@ def fill_pools() -> dict[str, int]:
             if _remove_pooled(dead):
                 dead.delete()
         sizes = pool_sizes()
+        placeable = set(hosts.placeable_hosts())
+        for host in hosts.draining_hosts():  # its pool moves: the other hosts' grow instead
+            for extra in Instance.objects.filter(session__isnull=True, host=host, state__in=LIVE_INSTANCE_STATES):
+                _discard_pooled(extra)
         for host in hosts.lab_hosts():
-            if not hosts.health_of(host).ok:
-                continue
+            if host not in placeable or not hosts.health_of(host).ok:
+                continue  # cordoned: its pool stays as it is
             pooled = [
                 instance
                 for instance in Instance.objects.filter(
@@ -587,19 +720,18 @@ def fill_pools() -> dict[str, int]:
                 pooled = [i for i in pooled if i not in kept]
             for extra in pooled:
                 _discard_pooled(extra)
-            used = Instance.objects.filter(host=host, state__in=LIVE_INSTANCE_STATES).count()
-            room = settings.PLAYGROUND_HOST_CAPACITY - used
+            health = hosts.health_of(host)
             made[host] = 0
-            while room > 0 and any(n > 0 for n in missing.values()):
+            while any(n > 0 for n in missing.values()):
                 for image in [i for i, n in missing.items() if n > 0]:
-                    if room <= 0:
-                        break
+                    if _room_left(health, _host_loads().get(host, _Load()), reservation(image), 1)[0] < 0:
+                        missing[image] = 0  # no room for it: the images take turns in what is left
+                        continue
                     row = Instance.objects.create(
                         session=None, number=1, hostname=POOL_HOSTNAME, image=image, host=host
                     )
                     provision_instance(instance_id=row.id)
                     row.refresh_from_db()
-                    room -= 1
                     if row.state != Instance.State.RUNNING:
                         missing[image] = 0  # the host is struggling: try again after the back-off
                         if settings.PLAYGROUND_POOL_BACKOFF_SECONDS:
@@ -946,27 +1078,79 @@ def note_activity(*, session_id: str) -> None:
 
 # -- asking every running instance (ports, stats) ----------------------------------------------
 
-def ask_running_instances(*, task: str, ask: Callable[[str, dict], T | None], threads: int = 8) -> dict[str, T]:
+# Work grows with what people watch (DESIGN.md): the periodic port scan and
+# stats sampling ask only the instances of sessions somebody read lately
+# through the API (the session page polls it; an open terminal alone reads
+# neither). A session read after a quiet spell is looked at at once.
+
+def _watch_key(session_id: str) -> str:
+    return f"watched:{session_id}"
+
+
+def note_watched(*, session_ids: list[str], look: Callable[[list[str]], None] | None = None) -> None:
+    """Somebody reads these sessions' ports and stats now: keep asking their
+    instances for ``PLAYGROUND_WATCH_SECONDS``. Those nobody watched until
+    now are looked at at once (``look(ids)``; by default a port scan and a
+    stats sample of theirs are queued). Best effort: with Redis down nothing
+    is scanned and the API shows none."""
+    if not session_ids:
+        return
+    timeout = max(1, int(settings.PLAYGROUND_WATCH_SECONDS))
+    try:
+        fresh = [sid for sid in session_ids if cache.add(_watch_key(sid), 1, timeout=timeout)]
+        for sid in set(session_ids) - set(fresh):
+            cache.touch(_watch_key(sid), timeout)
+    except Exception as exc:  # noqa: BLE001 - the read goes on without it
+        log.debug("could not note watched sessions (%s)", exc)
+        return
+    if fresh:
+        (look or _look_now)(fresh)
+
+
+def _look_now(session_ids: list[str]) -> None:
+    """Scan the ports of these sessions' instances and sample their stats now."""
+    from playground.ports import tasks as port_tasks
+    from playground.stats import tasks as stats_tasks
+
+    jobs.enqueue(port_tasks.scan_ports, session_ids)
+    jobs.enqueue(stats_tasks.sample_stats, session_ids)
+
+
+def watched_sessions(session_ids: set[str]) -> set[str]:
+    """Those of ``session_ids`` somebody watches now (one cache round trip)."""
+    if not session_ids:
+        return set()
+    keys = {_watch_key(sid): sid for sid in session_ids}
+    return {keys[key] for key in cache.get_many(list(keys))}
+
+
+def ask_running_instances(*, task: str, ask: Callable[[str, dict], T | None], threads: int = 8,
+                          session_ids: list[str] | None = None) -> dict[str, T]:
     """``ask(host, driver_state)`` for every running instance of a live
-    session, ``threads`` at a time; the answers that are not None, by
-    instance id. One round of ``task`` at a time per deployment (a cache
-    lock): a round that finds the previous one still going returns {}."""
+    session that somebody watches (``note_watched``), ``threads`` at a time;
+    the answers that are not None, by instance id. One round of ``task`` at
+    a time per deployment (a cache lock): a round that finds the previous
+    one still going returns {}. With ``session_ids``: those sessions'
+    instances only, watched or not, beside any round."""
     lock = f"{task}-lock:{settings.PLAYGROUND_DEPLOYMENT}"
-    if not cache.add(lock, 1, timeout=60):
+    if session_ids is None and not cache.add(lock, 1, timeout=60):
         return {}
     try:
-        rows = list(
-            Instance.objects.filter(
-                state=Instance.State.RUNNING, session__state__in=Session.LIVE_STATES
-            ).values_list("id", "host", "driver_state")
-        )
+        live = Instance.objects.filter(state=Instance.State.RUNNING, session__state__in=Session.LIVE_STATES)
+        if session_ids is not None:
+            live = live.filter(session_id__in=session_ids)
+        rows = list(live.values_list("id", "host", "driver_state", "session_id"))
+        if session_ids is None:
+            watched = watched_sessions({row[3] for row in rows})
+            rows = [row for row in rows if row[3] in watched]
         if not rows:
             return {}
         with ThreadPoolExecutor(max_workers=min(threads, len(rows)), thread_name_prefix=task) as pool:
             answers = list(pool.map(lambda row: (row[0], ask(row[1], row[2])), rows))
         return {iid: answer for iid, answer in answers if answer is not None}
     finally:
-        cache.delete(lock)
+        if session_ids is None:
+            cache.delete(lock)
 
 
 # -- working in an instance ------------------------------------------------------------------
@@ -1011,7 +1195,18 @@ def exec_command(*, instance: Instance, command: str, timeout: float, activity: 
     if activity:
         note_activity(session_id=instance.session_id)
     remaining = max(0.1, deadline - time.monotonic())
+    _release_database()
     return _driver_call(instance, lambda d, s: d.exec(s, command, timeout=remaining))
+
+
+def _release_database() -> None:
+    """Give this thread's database connection back before a wait on the
+    engine (an exec may take up to 600 s): a hundred long execs must not hold
+    a hundred connections. Django opens a new one if the caller needs the
+    database again. Inside a transaction (a caller's atomic block) the
+    connection must stay; callers do not hold one across the wait."""
+    if not db.connection.in_atomic_block:
+        db.connection.close()
 
 
 def _check_path(path: str | None) -> str:
@@ -1098,6 +1293,77 @@ def check_hosts() -> dict[str, bool]:
     return result
 
 
+# -- the fleet: adding, cordoning, draining lab hosts ---------------------------------------
+
+def add_host(*, url: str) -> LabHost:
+    """Register a lab host (or find it); it takes new instances at once. Its
+    driver must accept the address (a network engine needs the mutual TLS
+    settings) and the host must answer."""
+    url = url.strip()
+    if "://" not in url:
+        raise Invalid(f"{url!r} is no engine address: give unix:///path/docker.sock or tcp://host:2376.")
+    try:
+        driver = load_driver(settings.PLAYGROUND_DRIVER, url=url, deployment=settings.PLAYGROUND_DEPLOYMENT,
+                             **settings.PLAYGROUND_LAB_HOST_OPTIONS)
+        driver.ping()
+    except DriverError as exc:
+        raise Invalid(f"{url} cannot be a lab host: {exc.message}") from None
+    host, created = LabHost.objects.get_or_create(url=url)
+    audit.record("lab_host.added" if created else "lab_host.found", host=url)
+    hosts.probe(url)
+    return host
+
+
+def set_host_state(*, url: str, state: str, note: str = "") -> LabHost:
+    """``active`` (takes new instances), ``cordoned`` (takes none; what runs
+    there goes on) or ``draining`` (as cordoned, and its pooled and class
+    warm instances are replaced elsewhere by the next pool and warm rounds)."""
+    if state not in LabHost.State.values:
+        raise Invalid(f"{state!r} is no lab host state: one of {', '.join(LabHost.State.values)}.")
+    host = LabHost.objects.filter(url=url).first()
+    if host is None:
+        raise NotFoundError(f"No lab host {url} is registered.")
+    LabHost.objects.filter(pk=host.pk).update(state=state, note=note if state != "active" else "",
+                                              changed_at=timezone.now())
+    host.refresh_from_db()
+    audit.record("lab_host.state", host=url, state=state, note=note)
+    log.info("lab host %s is now %s%s", url, state, f" ({note})" if note else "")
+    return host
+
+
+def remove_host(*, url: str) -> None:
+    """Forget a lab host that runs nothing of ours any more (drain it first)."""
+    live = Instance.objects.filter(host=url, state__in=LIVE_INSTANCE_STATES).count()
+    if live:
+        raise Invalid(f"{url} still runs {live} instance(s): drain it and wait for its sessions to end.")
+    if not LabHost.objects.filter(url=url).delete()[0]:
+        raise NotFoundError(f"No lab host {url} is registered.")
+    audit.record("lab_host.removed", host=url)
+
+
+def fleet() -> list[dict]:
+    """Every registered lab host as an operator sees it."""
+    counts = {
+        host: {"instances": n, "pooled": pooled}
+        for host, n, pooled in Instance.objects.filter(state__in=LIVE_INSTANCE_STATES).values("host")
+        .annotate(n=Count("id"), pooled=Count("id", filter=Q(session__isnull=True)))
+        .values_list("host", "n", "pooled")
+    }
+    loads = _host_loads()
+    rows = []
+    for host in LabHost.objects.all():
+        health = hosts.health_of(host.url)
+        load = loads.get(host.url, _Load())
+        rows.append({
+            "url": host.url, "state": host.state, "note": host.note, "ok": health.ok, "error": health.error,
+            **counts.get(host.url, {"instances": 0, "pooled": 0}),
+            "memory_reserved": load.memory_bytes, "memory_bytes": health.memory_bytes,
+            "memory_available_bytes": health.memory_available_bytes,
+            "cpus_reserved": round(load.cpus, 2), "cpus": health.cpus,
+        })
+    return rows
+
+
 def fail_instances_on_host(*, host: str, reason: str) -> int:
     doomed = list(Instance.objects.select_related("session").filter(host=host, state__in=LIVE_INSTANCE_STATES))
     for instance in doomed:
@@ -1106,16 +1372,21 @@ def fail_instances_on_host(*, host: str, reason: str) -> int:
 
 
 def enforce_disk_limit(*, host: str) -> list[str]:
-    """End the instances on ``host`` that wrote more than the disk limit: the
-    lab host has no quota (ext4), so this is what stops a disk fill. Returns
-    the ids of the instances it ended."""
-    limit_mb = settings.PLAYGROUND_INSTANCE_DISK_MB
+    """End the instances on ``host`` that wrote more than their disk limit.
+    On a lab host without quotas (overlay2 on ext4) this is what stops a disk
+    fill; on a btrfs one the engine refuses the writes and this only sees
+    instances made without a limit. Returns the ids of the instances it ended."""
     usage = hosts.driver_for(host).disk_usage()
-    over = {iid: used for iid, used in usage.items() if used > limit_mb * 1024 * 1024}
+    smallest_mb = min([settings.PLAYGROUND_INSTANCE_DISK_MB]
+                      + [disk_limit_mb(name) for name in settings.PLAYGROUND_IMAGES])
+    over = {iid: used for iid, used in usage.items() if used > smallest_mb * 1024 * 1024}
     ended = []
     for instance in Instance.objects.select_related("session").filter(
         id__in=over, host=host, state__in=LIVE_INSTANCE_STATES
     ):
+        limit_mb = disk_limit_mb(instance.image)
+        if over[instance.id] <= limit_mb * 1024 * 1024:
+            continue
         used_mb = over[instance.id] // (1024 * 1024)
         _fail_instance(
             instance,
@@ -1257,14 +1528,29 @@ def watch_engines(*, stop: threading.Event) -> None:
     """Hold the event stream of every lab host until ``stop`` is set: one
     thread per host, reconnecting when an engine goes and comes back, with
     a ``catch_up_host`` round after every (re)connection."""
-    watchers = [_HostWatcher(host, stop) for host in hosts.lab_hosts()]
-    for watcher in watchers:
-        watcher.start()
-    stop.wait()
-    for watcher in watchers:
+    watchers: dict[str, _HostWatcher] = {}
+    while True:
+        # A host registered later is watched within a round; one removed is let go.
+        db.close_old_connections()
+        registered = set(hosts.lab_hosts())
+        for host in registered - set(watchers):
+            watchers[host] = _HostWatcher(host, threading.Event())
+            watchers[host].start()
+        for host in set(watchers) - registered:
+            watcher = watchers.pop(host)
+            watcher.stop.set()
+            watcher.close()
+        if stop.wait(HOST_LIST_SECONDS):
+            break
+    for watcher in watchers.values():
+        watcher.stop.set()
         watcher.close()
-    for watcher in watchers:
+    for watcher in watchers.values():
         watcher.join(timeout=10)
+
+
+HOST_LIST_SECONDS = 5.0
+"""How often the engine watcher looks for lab hosts added or removed."""
 
 
 class _HostWatcher(threading.Thread):

@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, authentication_classes, parser_classes, permission_classes, throttle_classes
+from rest_framework.exceptions import Throttled
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -13,7 +14,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
 from playground.accounts.actions import is_guest
-from playground.errors import Invalid
+from playground.accounts.addresses import client_address
+from playground.accounts.throttles import AddressThrottle, failures_wait, note_failure
+from playground.errors import Invalid, NotFoundError
 
 from . import actions
 from .models import Instance, Session
@@ -176,7 +179,14 @@ class ExecThrottle(SessionCreateThrottle):
     kind = "exec"
 
 
-class GuestAddressThrottle(SimpleRateThrottle):
+class InstanceCreateThrottle(SessionCreateThrottle):
+    """Instances added to a session, per user, harder for guests: each one is
+    a container on a lab host, as a new session is."""
+
+    kind = "instance_create"
+
+
+class GuestAddressThrottle(AddressThrottle):
     """Session creation by guests, per client address: a new guest is one
     cookie-less request away, so the per-guest rate alone bounds nothing.
     Generous (a class of guests may share one NAT); the address comes from
@@ -189,9 +199,6 @@ class GuestAddressThrottle(SimpleRateThrottle):
         if not is_guest(request.user):
             return True
         return super().allow_request(request, view)
-
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 def _throttle(throttle_class, request: Request) -> None:
@@ -219,7 +226,8 @@ def _session_json(session: Session) -> dict:
 @api_view(["GET", "POST"])
 def sessions(request: Request) -> Response:
     if request.method == "GET":
-        mine = Session.objects.filter(owner=request.user).prefetch_related("instances")
+        mine = list(Session.objects.filter(owner=request.user).prefetch_related("instances"))
+        actions.note_watched(session_ids=[s.id for s in mine if s.is_live])
         return Response([_session_json(s) for s in mine])
     _throttle(SessionCreateThrottle, request)
     _throttle(GuestAddressThrottle, request)
@@ -229,9 +237,16 @@ def sessions(request: Request) -> Response:
             raise Invalid("Give a join_code alone: the class decides the lab and its images.")
         from playground.classrooms import actions as class_actions
 
-        session, created = class_actions.join(
-            user=request.user, code=body["join_code"], display_name=body.get("display_name", "")
-        )
+        wait = failures_wait("join_address", request)  # wrong codes per address, as on /join/
+        if wait is not None:
+            raise Throttled(wait=wait)
+        try:
+            session, created = class_actions.join(
+                user=request.user, code=body["join_code"], display_name=body.get("display_name", "")
+            )
+        except NotFoundError:
+            note_failure("join_address", request)
+            raise
         return Response(_session_json(session), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
     if body.get("template") and (body.get("image") or body.get("lab")):
         raise Invalid("Give a template alone: it decides the images.")
@@ -240,11 +255,12 @@ def sessions(request: Request) -> Response:
 
         if body.get("image"):
             raise Invalid("Give either lab or image: a lab decides its images.")
-        session = lab_actions.start_lab(user=request.user, slug=body["lab"])
+        session = lab_actions.start_lab(user=request.user, slug=body["lab"], address=client_address(request))
     elif body.get("template"):
-        session = actions.start_template_session(user=request.user, template=body["template"])
+        session = actions.start_template_session(user=request.user, template=body["template"],
+                                                 address=client_address(request))
     else:
-        session = actions.start_session(user=request.user, image=body.get("image"))
+        session = actions.start_session(user=request.user, image=body.get("image"), address=client_address(request))
     return Response(_session_json(session), status=status.HTTP_201_CREATED)
 
 
@@ -256,6 +272,8 @@ def session_detail(request: Request, sid: str) -> Response:
     if request.method == "DELETE":
         actions.end_session(session=session)
         return Response(status=status.HTTP_204_NO_CONTENT)
+    if session.is_live:
+        actions.note_watched(session_ids=[session.id])
     return Response(_session_json(session))
 
 
@@ -269,9 +287,10 @@ def session_extend(request: Request, sid: str) -> Response:
 @extend_schema(request=InstanceCreateSerializer, responses={201: InstanceSerializer, **ERRORS})
 @api_view(["POST"])
 def instances(request: Request, sid: str) -> Response:
+    _throttle(InstanceCreateThrottle, request)
     session = actions.session_of(user=request.user, session_id=sid)
     body = _body(InstanceCreateSerializer, request)
-    instance = actions.add_instance(session=session, image=body.get("image"))
+    instance = actions.add_instance(session=session, image=body.get("image"), address=client_address(request))
     return Response(InstanceSerializer(instance).data, status=status.HTTP_201_CREATED)
 
 

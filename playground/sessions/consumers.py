@@ -37,7 +37,7 @@ from django.conf import settings
 from playground import rawsocket
 from playground.errors import NotFoundError, SessionOver
 
-from . import actions, terminal
+from . import actions, connections, terminal
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ STOPPING_SECONDS = 5.0
 COLS = (2, 1000)
 ROWS = (2, 500)
 PROVISIONING_POLL = 0.1
+CONNECTIONS_RETRY = 10
+"""Seconds a connection over the user's cap is told to wait (a tab closing frees a place)."""
 
 
 class TokenBucket:
@@ -171,6 +173,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.role = "owner"
         self.control = "owner"
         self.holds_control = False
+        self.slot: str | None = None
         self.instance_id = self.scope["url_route"]["kwargs"]["iid"]
         self.user = self.scope["user"]
         self.input_bytes = TokenBucket(
@@ -206,6 +209,15 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     async def _open(self) -> None:
         """The instance, the session's events, the hub."""
+        self.slot = await terminal.in_pool(connections.take_slot, self.user.pk)
+        if self.slot is None:
+            cap = settings.PLAYGROUND_WS_CONNECTIONS_PER_USER
+            self.viewer.event({
+                "type": "error", "code": "too_many_connections", "retry_after": CONNECTIONS_RETRY,
+                "message": f"You have {cap} terminal connections open already: close some tabs or windows.",
+            })
+            return self.viewer.close(RATE_LIMITED)
+        connections.keep_renewing(terminal.in_pool)
         try:
             target = await self._lookup()
         except NotFoundError:
@@ -266,6 +278,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 return self.viewer.event({"type": "status", "state": "exited"})
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "slot", None):
+            slot, self.slot = self.slot, None
+            terminal.pool().submit(connections.release_slot, slot)  # not waited for: Redis may be slow
         if self.holds_control:  # an instructor who leaves gives the keyboard back
             self.holds_control = False
             try:
@@ -341,13 +356,14 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             self._write(bytes_data)
             self._note_activity()
             return
+        # Every frame counts, acks and malformed ones too: parsing is work.
+        if self._limited(self.input_frames.take(1), self.input_bytes.take(len(text_data or ""))):
+            return
         try:
             message = json.loads(text_data)
             kind = message["type"]
         except (ValueError, TypeError, KeyError):
             return self._error("invalid", "Text frames are JSON objects with a \"type\".")
-        if kind != "ack" and self._limited(self.input_frames.take(1)):
-            return
         handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
         if handler is None:
             return self._error("invalid", f"Unknown message type {kind!r}.")

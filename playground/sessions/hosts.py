@@ -25,16 +25,21 @@ def driver_for(host: str) -> Driver:
         with _drivers_lock:
             driver = _drivers.get(host)
             if driver is None:
-                driver = load_driver(settings.PLAYGROUND_DRIVER, url=host, deployment=settings.PLAYGROUND_DEPLOYMENT)
+                # The TLS paths (settings.PLAYGROUND_LAB_HOST_OPTIONS) go to
+                # every host's driver; a unix:// socket's ignores them.
+                driver = load_driver(settings.PLAYGROUND_DRIVER, url=host, deployment=settings.PLAYGROUND_DEPLOYMENT,
+                                     **settings.PLAYGROUND_LAB_HOST_OPTIONS)
                 _drivers[host] = driver
     return driver
 
 
 def forget_drivers() -> None:
     """Drop cached drivers (tests change settings between cases)."""
+    global _seeded
     with _drivers_lock:
         _drivers.clear()
         _local.clear()
+        _seeded = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class Health:
     ok: bool
     checked_at: float
     error: str = ""
+    # The host's capacity (Driver.capacity) as of checked_at; None: unknown.
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    memory_available_bytes: int | None = None
 
 
 def _key(host: str) -> str:
@@ -57,10 +66,18 @@ _local: dict[str, Health] = {}
 def probe(host: str) -> Health:
     """Ask the host now and remember the answer."""
     try:
-        driver_for(host).ping()
-        health = Health(ok=True, checked_at=time.time())
+        driver = driver_for(host)  # a registered host the driver refuses (no TLS) is unhealthy, not a crash
+        driver.ping()
     except DriverError as exc:
         health = Health(ok=False, checked_at=time.time(), error=exc.message)
+    else:
+        try:
+            room = driver.capacity()
+            health = Health(ok=True, checked_at=time.time(), memory_bytes=room.memory_bytes or None,
+                            cpus=room.cpus or None, memory_available_bytes=room.memory_available_bytes)
+        except DriverError as exc:  # answers, but not this: placed by count alone until it does
+            log.warning("could not read the capacity of %s: %s", host, exc.message)
+            health = Health(ok=True, checked_at=time.time())
     _local[host] = health
     try:
         cache.set(_key(host), asdict(health), timeout=max(60, int(settings.PLAYGROUND_HEALTH_SECONDS * 10)))
@@ -86,5 +103,44 @@ def health_of(host: str) -> Health:
     return probe(host)
 
 
+# -- the fleet: registered lab hosts ---------------------------------------------------------
+# The LabHost table lists them; PLAYGROUND_LAB_HOSTS seeds it (once per
+# process: a host removed through manage.py but still in the environment
+# comes back at the next restart). A host added later is used at once.
+
+_seeded = False
+_known: list[tuple[str, str]] = []  # (url, state): this process's last read, for a database outage
+
+
+def _registered() -> list[tuple[str, str]]:
+    global _seeded, _known
+    from django.db import DatabaseError
+
+    from .models import LabHost
+
+    try:
+        if not _seeded:
+            LabHost.objects.bulk_create([LabHost(url=url) for url in settings.PLAYGROUND_LAB_HOSTS],
+                                        ignore_conflicts=True)
+            _seeded = True
+        _known = list(LabHost.objects.values_list("url", "state"))
+    except DatabaseError as exc:  # the database is down: what this process knew, else the environment
+        log.warning("could not read the lab hosts (%s); using the last known list", exc)
+        return _known or [(url, "active") for url in settings.PLAYGROUND_LAB_HOSTS]
+    return _known
+
+
 def lab_hosts() -> list[str]:
-    return list(settings.PLAYGROUND_LAB_HOSTS)
+    """Every registered lab host, cordoned and draining ones too (they still
+    run instances: health checks, the reconciler and the watcher need them)."""
+    return [url for url, _ in _registered()]
+
+
+def placeable_hosts() -> list[str]:
+    """The lab hosts that take new instances."""
+    return [url for url, state in _registered() if state == "active"]
+
+
+def draining_hosts() -> list[str]:
+    """The lab hosts whose pooled and warm instances move elsewhere."""
+    return [url for url, state in _registered() if state == "draining"]

@@ -94,3 +94,26 @@ class Instance(models.Model):
     @property
     def terminal_path(self) -> str:
         return f"/ws/instances/{self.id}/terminal/"
+
+
+class LabHost(models.Model):
+    """A lab host new instances may be placed on. PLAYGROUND_LAB_HOSTS seeds
+    the table; the admin and ``manage.py lab_hosts`` add, cordon and drain
+    hosts while everything runs (playground.sessions.hosts reads it)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"  # takes new instances
+        CORDONED = "cordoned"  # takes none; what runs there goes on, pools included
+        DRAINING = "draining"  # takes none; its pooled and warm instances move elsewhere
+
+    url = models.CharField(max_length=200, unique=True, help_text="unix:///... or tcp://host:2376 (mutual TLS).")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    note = models.CharField(max_length=200, blank=True, help_text="Why it is cordoned or drained.")
+    added_at = models.DateTimeField(auto_now_add=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["added_at", "url"]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.state})"

@@ -1,7 +1,7 @@
 """Use cases of instance stats: CPU and memory use shown per instance.
 
 A Celery beat task asks each lab host, every PLAYGROUND_STATS_SECONDS, what
-the running instances of live sessions used so far (one cheap engine call
+the running instances of watched live sessions (``note_watched``) used so far (one cheap engine call
 per instance, in parallel) and keeps in the cache, per instance, the last
 sample and what the page shows: ``cpu_percent`` (CPU time used between the
 last two samples over the wall time between them, as a percentage of one
@@ -12,6 +12,7 @@ extension of API.md).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from django.conf import settings
 from django.core.cache import cache
@@ -71,20 +72,30 @@ def stats_of(instance: Instance) -> dict | None:
 
 # -- the sampling (a Celery beat task) ------------------------------------------------------
 
-def sample_stats() -> dict[str, dict]:
-    """Sample what the running instances of live sessions use; keep the
-    answers in the cache. Returns the stats shown, by instance id.
+def sample_stats(session_ids: list[str] | None = None) -> dict[str, dict]:
+    """Sample what the running instances of watched live sessions (or of
+    ``session_ids``) use; keep the answers in the cache. Returns the stats
+    shown, by instance id.
 
-    One sampling at a time per deployment; instances are asked in parallel."""
-    samples = ask_running_instances(task="stats-sample", ask=_sample_one, threads=SAMPLE_THREADS)
+    One round at a time per deployment; instances are asked in parallel."""
+    samples = ask_running_instances(task="stats-sample", ask=_sample_one, threads=SAMPLE_THREADS,
+                                    session_ids=session_ids)
     if not samples:
         return {}
     before = cache.get_many([_sample_key(iid) for iid in samples])
-    found = {iid: shown(before.get(_sample_key(iid)), sample) for iid, sample in samples.items()}
+    found = {iid: shown(_stats_from(before.get(_sample_key(iid))), sample) for iid, sample in samples.items()}
     ttl = max(30, int(settings.PLAYGROUND_STATS_SECONDS * 10))
-    cache.set_many({_sample_key(iid): sample for iid, sample in samples.items()}, timeout=ttl)
+    # Plain dicts: the cache holds JSON only (playground.cache).
+    cache.set_many({_sample_key(iid): asdict(sample) for iid, sample in samples.items()}, timeout=ttl)
     cache.set_many({_shown_key(iid): stats for iid, stats in found.items()}, timeout=ttl)
     return found
+
+
+def _stats_from(kept: dict | None) -> InstanceStats | None:
+    try:
+        return InstanceStats(**kept) if kept is not None else None
+    except TypeError:  # kept by another version of this code
+        return None
 
 
 def _sample_one(host: str, state: dict | None) -> InstanceStats | None:

@@ -8,5 +8,5 @@ from . import actions
 
 
 @shared_task(ignore_result=True, expires=max(1.0, settings.PLAYGROUND_STATS_SECONDS))
-def sample_stats() -> int:
-    return len(actions.sample_stats())
+def sample_stats(session_ids: list[str] | None = None) -> int:
+    return len(actions.sample_stats(session_ids))

@@ -32,3 +32,19 @@ def test_every_variable_the_compose_file_sets_is_a_setting():
         if f'"{name.removesuffix("_FILE")}"' not in settings_source
     )
     assert not unknown, f"set by the compose files but read nowhere in settings.py: {unknown}"
+
+
+def test_the_web_service_reads_the_client_address_through_its_trusted_proxies(monkeypatch):
+    """Daphne's --proxy-headers would take the leftmost X-Forwarded-For, which
+    the client writes; the app reads the header itself, trusting the proxy
+    the compose file names (a list of networks, not a count)."""
+    import re
+
+    from playground.settings import env_networks
+
+    web = yaml.safe_load(FILES[0].read_text())["services"]["web"]
+    assert "--proxy-headers" not in web["command"]
+    default = re.fullmatch(r"\$\{PLAYGROUND_TRUSTED_PROXIES:-(.+)\}", web["environment"]["PLAYGROUND_TRUSTED_PROXIES"])
+    assert default, web["environment"]["PLAYGROUND_TRUSTED_PROXIES"]
+    monkeypatch.setenv("PLAYGROUND_TRUSTED_PROXIES", default.group(1))
+    assert env_networks("PLAYGROUND_TRUSTED_PROXIES")

@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
-import docker
 import pytest
 
+from tests.engines import OwnEngine
 from tests.integration.conftest import running_stack, wait_instance
 from tests.integration.test_terminal import Terminal
-from tests.stack import ENGINE, ROOT, free_port, wait_for
+from tests.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
-IMAGES = ("playground-shell:latest", "playground-docker:latest")
 # An address pool no other engine of the machine uses (main: 10.213.0.0/16).
 POOL = os.environ.get("PLAYGROUND_TEST_RESTART_POOL", "10.229.0.0/16")
 # The watcher's promise (issue 14): a dead instance says so within 10 s.
@@ -35,64 +31,9 @@ WATCHER_DEADLINE = 10
 REDIS_DB = 69
 
 
-class OwnEngine:
-    """A dockerd of the test's own, run by scripts/engine.sh."""
-
-    def __init__(self) -> None:
-        name = f"pgt-{secrets.token_hex(3)}"
-        # Short paths (unix socket names are limited) that the remapped root
-        # can traverse (a pytest tmp dir is 0700).
-        self.run_dir = Path("/run") / name
-        self.state_dir = Path("/var/lib") / name
-        self.url = f"unix://{self.run_dir}/docker.sock"
-        self.env = {**os.environ, "PLAYGROUND_RUN_DIR": str(self.run_dir),
-                    "PLAYGROUND_STATE_DIR": str(self.state_dir), "PLAYGROUND_ENGINE_ADDRESS_POOL": POOL}
-        self.api = docker.APIClient(base_url=self.url, version="1.41", timeout=60)
-
-    def script(self, *args: str, **env: str) -> str:
-        done = subprocess.run([str(ROOT / "scripts" / "engine.sh"), *args], env={**self.env, **env},
-                              capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise AssertionError(f"engine.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def restart(self, **env: str) -> float:
-        """``engine.sh stop; start``; the seconds the engine was away."""
-        began = time.monotonic()
-        self.script("stop")
-        self.script("start", **env)
-        return time.monotonic() - began
-
-    def load_images(self) -> None:
-        save = subprocess.Popen(["docker", "-H", ENGINE, "save", *IMAGES], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", self.url, "load", "-q"], stdin=save.stdout, check=True,
-                       capture_output=True, timeout=300)
-        assert save.wait(timeout=60) == 0
-
-    def remove(self) -> None:
-        """Everything on it, then the daemon, its firewall chain and its directories."""
-        try:
-            for container in self.api.containers(all=True):
-                self.api.remove_container(container["Id"], force=True, v=True)
-            for network in self.api.networks():
-                if network["Name"] not in ("none", "host", "bridge"):
-                    self.api.remove_network(network["Id"])
-            self.api.prune_volumes()
-        except docker.errors.DockerException:
-            pass  # not running: nothing of it can be left but files
-        self.script("stop")
-        self.script("firewall-down")
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                  if str(self.state_dir) in line.split()[1] or str(self.run_dir) in line.split()[1]]
-        for mount in sorted(mounts, reverse=True):
-            subprocess.run(["umount", "-l", mount], check=False)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def own_engine():
-    engine = OwnEngine()
+    engine = OwnEngine(POOL)
     try:
         engine.script("start")
         began = time.monotonic()

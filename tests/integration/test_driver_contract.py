@@ -361,6 +361,26 @@ class DriverContract:
             assert not caught.value.permanent
             assert "lab host unreachable" in caught.value.message
 
+    # the host's capacity
+    def test_capacity_gives_the_hosts_memory_and_cpus(self, lab):
+        found = lab.driver.capacity()
+        assert found.memory_bytes > 0 and found.cpus > 0
+        if lab.real:  # the project's engine runs on this machine
+            meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo").read().splitlines())
+            assert found.memory_bytes == int(meminfo["MemTotal"].split()[0]) * 1024
+            assert found.cpus == os.cpu_count()
+            assert 0 < found.memory_available_bytes < found.memory_bytes
+
+    @pytest.mark.engine
+    def test_a_remote_hosts_free_memory_is_read_in_a_running_instance(self, lab, node1):
+        remote = lab.new_driver()
+        remote.url = "tcp://lab-host.invalid:2376"  # as if over the network; the client stays the local one
+        available = remote.capacity().memory_available_bytes
+        assert available is not None and 0 < available < remote.capacity().memory_bytes
+        empty = DockerDriver(url=ENGINE, deployment=f"{DEPLOYMENT}-none")  # a deployment running nothing there
+        empty.url = remote.url
+        assert empty.capacity().memory_available_bytes is None  # nothing to read it in
+
     # exec
     def test_exec_returns_the_output_of_a_command(self, lab, node1):
         result = lab.driver.exec(node1.state, "echo hello contract")

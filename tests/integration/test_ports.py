@@ -8,6 +8,7 @@ origin's Host header."""
 from __future__ import annotations
 
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,6 +21,7 @@ from tests.stack import Stack, wait_for
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
 PAGE = "<h1>served from node1</h1>\n"
+WATCH_SECONDS = 3
 
 # A stdlib-only server put into the instance: WebSocket echo on any GET with
 # an Upgrade, the request body back on POST, the request's headers on GET.
@@ -107,7 +109,7 @@ ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine):
     yield from running_stack(engine, tmp_path_factory.mktemp("ports-stack"), redis_db=35,
-                             env={"PLAYGROUND_PORTS_SECONDS": "1"})
+                             env={"PLAYGROUND_PORTS_SECONDS": "1", "PLAYGROUND_WATCH_SECONDS": str(WATCH_SECONDS)})
 
 
 class Person:
@@ -334,3 +336,15 @@ def test_the_open_port_endpoint_checks_the_port(stack, alice):
     assert alice.open_port(70000).status_code == 400
     assert alice.open_port(8080).json()["url"].startswith(f"http://{alice.iid}-8080.localhost:{stack.port}/?pg_grant=")
 
+
+
+def test_a_session_nobody_reads_is_not_scanned_until_somebody_does(stack):
+    carol = Person(stack, "carol")  # read while it starts: watched for WATCH_SECONDS
+    carol.api.put(f"{stack.url}/api/sessions/{carol.sid}/instances/{carol.iid}/files/",
+                  params={"path": "/srv/site/index.html"}, data=PAGE.encode(), timeout=10).raise_for_status()
+    time.sleep(WATCH_SECONDS + 1)  # nobody reads it now (exec and files do not count)
+    carol.serve("python3 -m http.server 8090 --directory /srv/site")
+    carol.run("for i in $(seq 100); do grep -q ':1F9A ' /proc/net/tcp && exit 0; sleep 0.1; done; exit 1")
+    time.sleep(3)  # three scan rounds (PLAYGROUND_PORTS_SECONDS=1) pass it by
+    assert carol.instance()["ports"] == []  # this read is the first since: nothing was asked
+    found_port(carol, 8090)  # ... and it has the instance looked at at once

@@ -1,7 +1,7 @@
 """Fixtures of the adversarial suite: real stacks (Daphne, Celery worker and
 beat) on the real engine, under deployment labels of their own, with small
-limits so that attacks hit them quickly. Redis databases 25-27 are this
-suite's own."""
+limits so that attacks hit them quickly. Redis databases 25-27 (and 18,
+the docker kind's stack) are this suite's own."""
 from __future__ import annotations
 
 import pytest
@@ -12,6 +12,11 @@ MEMORY_MB = 128
 PIDS = 100
 DISK_MB = 32
 MAX_FILE_BYTES = 1024 * 1024
+# The docker kind (nested Docker): room for its inner engine, whose dockerd
+# and containerd hold about 80 MB and 50 threads at rest.
+DOCKER_MEMORY_MB = 256
+DOCKER_PIDS = 200
+KINDS = ("shell", "docker")
 
 
 def _running(tmp_path_factory, engine, name: str, redis_db: int, env: dict[str, str]):
@@ -42,6 +47,18 @@ def strict_stack(tmp_path_factory, engine):
 
 
 @pytest.fixture(scope="session")
+def docker_stack(tmp_path_factory, engine):
+    """Sessions of the docker kind (its default image), for the attacks that
+    run against both kinds. Redis database 18."""
+    yield from _running(tmp_path_factory, engine, "security-docker", 18, {
+        "PLAYGROUND_DEFAULT_IMAGE": "docker",
+        "PLAYGROUND_INSTANCE_MEMORY_MB": str(DOCKER_MEMORY_MB),
+        "PLAYGROUND_INSTANCE_PIDS": str(DOCKER_PIDS),
+        "PLAYGROUND_MAX_SESSIONS_USER": "10",
+    })
+
+
+@pytest.fixture(scope="session")
 def mallory(stack):
     return stack.client("mallory")
 
@@ -59,6 +76,7 @@ class Shell:
         self.sid = session["id"]
         self.node = session["instances"][0]
         self.iid = self.node["id"]
+        self.kind = self.node["image"]  # "shell" or "docker"
 
     @property
     def url(self) -> str:
@@ -119,3 +137,25 @@ def fresh_shell(stack, mallory):
     shell = open_shell(stack, mallory)
     yield shell
     shell.end()
+
+
+@pytest.fixture(scope="session")
+def docker_attacker(docker_stack):
+    """Mallory's long-lived instance of the docker kind."""
+    shell = open_shell(docker_stack, docker_stack.client("mallory"))
+    yield shell
+    shell.end()
+
+
+@pytest.fixture
+def fresh_docker_shell(docker_stack):
+    """An instance of the docker kind of Mallory's own for one destructive attack."""
+    shell = open_shell(docker_stack, docker_stack.client("mallory"))
+    yield shell
+    shell.end()
+
+
+def of_kind(request, shell_fixture: str, docker_fixture: str):
+    """For a fixture parametrized over KINDS: the shell kind's fixture or the
+    docker kind's, made only when a test asks for that kind."""
+    return request.getfixturevalue(shell_fixture if request.param == "shell" else docker_fixture)

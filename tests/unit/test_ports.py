@@ -57,6 +57,7 @@ def api_of(user) -> APIClient:
 def test_a_scan_lists_what_an_instance_listens_on_with_links(running, alice):
     session, instance = running
     listen(instance, 8080, 2375, 80)
+    actions.note_watched(session_ids=[session.id], look=lambda ids: None)
     assert ports.scan_ports() == {instance.id: [80, 8080]}  # 2375: the inner engine's own
 
     [node1] = api_of(alice).get(f"/api/sessions/{session.id}/").json()["instances"]
@@ -122,3 +123,34 @@ def test_the_open_port_endpoint(running, alice, bob):
     assert api_of(alice).post(path, {"port": 0}, format="json").json()["error"]["code"] == "invalid"
     assert api_of(alice).post(path, {"port": 5000, "host": "x"}, format="json").status_code == 400
     assert api_of(bob).post(path, {"port": 5000}, format="json").status_code == 404
+
+
+def test_only_watched_sessions_are_scanned_and_a_first_read_scans_at_once(start, alice, bob, settings):
+    settings.PLAYGROUND_WATCH_SECONDS = 30
+    mine, theirs = start(user=alice), start(user=bob)
+    node_a, node_b = mine.instances.get(), theirs.instances.get()
+    listen(node_a, 8080)
+    listen(node_b, 8080)
+    asked = []
+    driver = hosts.driver_for(node_a.host)
+    real = driver.listening_ports
+    driver.listening_ports = lambda state: asked.append(state) or real(state)
+
+    # Nobody reads either session (an open terminal reads neither): no work.
+    assert ports.scan_ports() == {}
+    assert asked == []
+    # Alice's page reads hers: scanned at once (eager tasks here), so the
+    # answer after it shows the port; Bob's stays unasked.
+    api_of(alice).get(f"/api/sessions/{mine.id}/")
+    assert len(asked) == 1
+    [node1] = api_of(alice).get(f"/api/sessions/{mine.id}/").json()["instances"]
+    assert [p["port"] for p in node1["ports"]] == [8080]
+    assert len(asked) == 1  # still watched: the rounds ask it, a read does not
+    assert ports.scan_ports() == {node_a.id: [8080]}
+    assert ports.found_ports(node_b.id) == []
+
+    # Nobody read it for PLAYGROUND_WATCH_SECONDS: rounds skip it again.
+    from django.core.cache import cache
+
+    cache.delete(actions._watch_key(mine.id))
+    assert ports.scan_ports() == {}

@@ -34,3 +34,36 @@ def test_recent_output_is_cut_at_a_line_start():
     assert _tail_from_line(b"short", 10) == b"short"
     assert _tail_from_line(b"aaaa\nbbbb\ncccc", 7) == b"cccc"
     assert _tail_from_line(b"x" * 20, 5) == b"x" * 5  # no line to cut at
+
+
+def test_reading_a_relay_stops_at_its_size_cap_and_its_deadline():
+    import socket
+    import threading
+
+    from sandboxes.docker import RELAY_READ_LIMIT, _read_to_end
+
+    ours, flooder = socket.socketpair()
+    stop = threading.Event()
+
+    def flood():  # a relay (or what a learner put in its place) that never stops
+        while not stop.is_set():
+            try:
+                flooder.sendall(b"x" * 65536)
+            except OSError:
+                return
+
+    threading.Thread(target=flood, daemon=True).start()
+    try:
+        data, complete = _read_to_end(ours, 30)
+        assert len(data) == RELAY_READ_LIMIT and not complete
+    finally:
+        stop.set()
+        ours.close()
+        flooder.close()
+
+    ours, silent = socket.socketpair()
+    try:
+        assert _read_to_end(ours, 0.3) == (b"", False)  # given up at the deadline, no exception
+    finally:
+        ours.close()
+        silent.close()

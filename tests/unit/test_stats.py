@@ -49,12 +49,13 @@ def test_instance_json_shows_stats_once_sampled_twice(start, alice, monkeypatch)
     def node1() -> dict:
         return client.get(f"/api/sessions/{session.id}/").json()["instances"][0]
 
-    assert node1()["stats"] is None  # not sampled yet
+    assert stats.stats_of(instance) is None  # not sampled yet
+    assert stats.sample_stats() == {}  # nobody watches the session: not asked
     clock = iter([1000.0, 1004.0, 1008.0])
     monkeypatch.setattr(driver, "clock", lambda: next(clock))
-    first = stats.sample_stats()
-    assert first == {instance.id: {"cpu_percent": None, "memory_bytes": 4 * MiB,
-                                   "memory_limit_bytes": instance_limit(instance)}}
+    # The first read watches the session, which is sampled at once (eager here).
+    assert node1()["stats"] == {"cpu_percent": None, "memory_bytes": 4 * MiB,
+                                "memory_limit_bytes": instance_limit(instance)}
     driver.use(instance.driver_state, cpu_ns=1_000_000_000, memory_bytes=21 * MiB)
     stats.sample_stats()
     assert node1()["stats"] == {"cpu_percent": 25.0, "memory_bytes": 21 * MiB,

@@ -26,7 +26,9 @@
  *   tables (/proc/net/tcp and tcp6 of its network namespace, for the ports
  *   the learner's programs listen on), then it closes: no exec through the
  *   engine every few seconds per instance. A wrong token is closed at once. The token is scrubbed from the environment COMMAND inherits and
- *   from this process's /proc/PID/environ.
+ *   from this process's /proc/PID/environ. A connection that has not sent
+ *   its hello line within HELLO_MS is closed, so silent connections cannot
+ *   hold the MAX_CLIENTS places and keep the web tier out.
  * - Size: the web tier resizes the container's TTY through the engine; that
  *   TTY is this process's stdin, so SIGWINCH arrives here and the size is
  *   copied onto COMMAND's terminal (which signals COMMAND in turn).
@@ -56,6 +58,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_PORT 4622
@@ -66,6 +69,7 @@
 #define HIGH_WATER (256 * 1024)
 #define MAX_PENDING (4 * 1024 * 1024) /* a client this far behind the fastest is dropped */
 #define HELLO_MAX 256
+#define HELLO_MS 5000 /* to send the hello line, from the connection's accept */
 #define INPUT_HIGH (256 * 1024)
 
 struct buffer {
@@ -79,6 +83,7 @@ struct client {
     int closing;           /* mode O: close once pending is sent */
     char hello[HELLO_MAX];
     size_t hello_len;
+    long long hello_by;    /* monotonic ms: dropped if not live by then */
     struct buffer pending; /* output not yet sent */
 };
 
@@ -140,6 +145,12 @@ static void keep(const char *data, size_t len) {
     memcpy(ring, data + first, len - first);
     ring_head = (ring_head + len) % ring_cap;
     ring_len = ring_len + len > ring_cap ? ring_cap : ring_len + len;
+}
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void drop(struct client *c) {
@@ -420,7 +431,24 @@ static int server(char **command) {
             }
             fds[2 + i] = (struct pollfd){.fd = events ? c->fd : -1, .events = events};
         }
-        int ready = ppoll(fds, 2 + MAX_CLIENTS, NULL, &waiting);
+        /* Connections still owing their hello: drop the late, wake for the next. */
+        long long now = now_ms(), wake = -1;
+        for (int i = 0; i < MAX_CLIENTS; i++) {
+            struct client *c = &clients[i];
+            if (c->fd < 0 || c->live) continue;
+            if (c->hello_by <= now) {
+                drop(c);
+                fds[2 + i].fd = -1;
+            } else if (wake < 0 || c->hello_by < wake) {
+                wake = c->hello_by;
+            }
+        }
+        struct timespec until = {0, 0};
+        if (wake >= 0) {
+            until.tv_sec = (time_t)((wake - now) / 1000);
+            until.tv_nsec = (long)((wake - now) % 1000) * 1000000L;
+        }
+        int ready = ppoll(fds, 2 + MAX_CLIENTS, wake >= 0 ? &until : NULL, &waiting);
         if (ready < 0) {
             if (errno == EINTR) continue;
             die("poll");
@@ -450,6 +478,7 @@ static int server(char **command) {
                 }
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 clients[slot].fd = fd;
+                clients[slot].hello_by = now_ms() + HELLO_MS;
             }
         }
         for (int i = 0; i < MAX_CLIENTS; i++) {
