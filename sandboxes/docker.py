@@ -524,19 +524,14 @@ class DockerDriver(Driver):
         return spec.limits.disk_bytes is not None and self._hard_disk_limits()
 
     def _storage_opt(self, spec: InstanceSpec) -> dict[str, str] | None:
-        """The container's size on a btrfs engine. btrfs limits what the
-        subvolume *refers to*, the image's files included, so the size is the
-        limit plus the image's size: the learner may write the limit less the
-        image's metadata (about 5 % of the image, some 12-15 MiB for the
-        shipped ones), never more, so the watchdog, counting file bytes, has
-        nothing to find on such a host. +1 round trip (the image's size)."""
+        """The container's size on a btrfs engine: its disk limit. With the
+        simple quotas scripts/engine.sh turns on, an extent counts against
+        the subvolume that wrote it, so the image's files (its snapshot's
+        origin) do not: the learner may write the limit, never more, and the
+        watchdog, counting file bytes, has nothing to find on such a host."""
         if not self._enforces_disk_limit(spec):
             return None
-        try:
-            image_bytes = int(self.api.inspect_image(spec.image).get("Size") or 0)
-        except docker.errors.ImageNotFound as exc:
-            raise DriverError(f"image {spec.image!r} is not on the lab host", permanent=True) from exc
-        return {"size": str(int(spec.limits.disk_bytes or 0) + image_bytes)}
+        return {"size": str(int(spec.limits.disk_bytes or 0))}
 
     _userns_checked = False
 
