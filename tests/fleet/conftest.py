@@ -56,6 +56,13 @@ class LabHostMachine:
 
     def start(self) -> LabHostMachine:
         peer = f"pgfl{self.index}n"
+        # What a run killed before its teardown left (a link, a route, a
+        # namespace of the same host) is in the way: take it away first.
+        subprocess.run(["ip", "route", "del", self.pool], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        for stale in [name for name in listed if name.startswith(f"pgfleet{self.index}-")]:
+            subprocess.run(["ip", "netns", "del", stale], capture_output=True)
         run("ip", "netns", "add", self.netns)
         run("ip", "link", "add", self.link, "type", "veth", "peer", "name", peer)
         run("ip", "link", "set", peer, "netns", self.netns)
