@@ -197,6 +197,11 @@ class _Load:
     memory_bytes: int = 0
     cpus: float = 0.0
 
+    def add(self, each: Reservation, n: int = 1) -> None:
+        self.instances += n
+        self.memory_bytes += each.memory_bytes * n
+        self.cpus += each.cpus * n
+
 
 def _host_loads() -> dict[str, _Load]:
     """What the live instances (pooled ones too) reserve on each host: one query."""
@@ -204,11 +209,7 @@ def _host_loads() -> dict[str, _Load]:
     rows = (Instance.objects.filter(state__in=LIVE_INSTANCE_STATES)
             .values("host", "image").annotate(n=Count("id")).values_list("host", "image", "n"))
     for host, image, n in rows:
-        load = loads.setdefault(host, _Load())
-        each = reservation(image)
-        load.instances += n
-        load.memory_bytes += each.memory_bytes * n
-        load.cpus += each.cpus * n
+        loads.setdefault(host, _Load()).add(reservation(image), n)
     return loads
 
 
@@ -721,10 +722,11 @@ def fill_pools() -> dict[str, int]:
             for extra in pooled:
                 _discard_pooled(extra)
             health = hosts.health_of(host)
+            load = _host_loads().get(host, _Load())  # kept up to date below: one query per host
             made[host] = 0
             while any(n > 0 for n in missing.values()):
                 for image in [i for i, n in missing.items() if n > 0]:
-                    if _room_left(health, _host_loads().get(host, _Load()), reservation(image), 1)[0] < 0:
+                    if _room_left(health, load, reservation(image), 1)[0] < 0:
                         missing[image] = 0  # no room for it: the images take turns in what is left
                         continue
                     row = Instance.objects.create(
@@ -732,6 +734,8 @@ def fill_pools() -> dict[str, int]:
                     )
                     provision_instance(instance_id=row.id)
                     row.refresh_from_db()
+                    if row.state in LIVE_INSTANCE_STATES:
+                        load.add(reservation(image))
                     if row.state != Instance.State.RUNNING:
                         missing[image] = 0  # the host is struggling: try again after the back-off
                         if settings.PLAYGROUND_POOL_BACKOFF_SECONDS:
