@@ -18,7 +18,14 @@ terminal relay (what the web tier reads), and the relay reached through the
 engine (``docker exec``, the path the engine's own streams take). Prints
 numbers, asserts nothing.
 
-    .venv/bin/python bench/terminal.py [--keystrokes 300] [--megabytes 50] [--sessions 50]
+--remote puts the instances on a lab host of their own reached over TCP with
+mutual TLS, as a fleet's are: an engine (scripts/engine.sh) in a network
+namespace with an address of its own (10.251.6.2), its sandboxes' pool routed
+through the link (tests/engines.py, LabHostMachine, as tests/fleet runs them).
+The web tier's relay connections and the engine's API then cross that link
+(a veth pair: what a network adds beyond it is not measured).
+
+    .venv/bin/python bench/terminal.py [--keystrokes 300] [--megabytes 50] [--sessions 50] [--remote]
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import asyncio
 import gc
 import json
 import os
+import ssl
 import sys
 import tempfile
 import time
@@ -193,10 +201,11 @@ class RawTerminal:
     """``relay``: the driver's own stream (a TCP connection to the instance's
     relay); ``engine``: the same relay through the engine (an exec stream)."""
 
-    def __init__(self, deployment: str, iid: str, path: str = "relay") -> None:
+    def __init__(self, deployment: str, iid: str, path: str = "relay", host: dict | None = None) -> None:
         from sandboxes.docker import DockerDriver
 
-        self.driver = DockerDriver(url=ENGINE, deployment=deployment)
+        host = host or {"url": ENGINE}
+        self.driver = DockerDriver(deployment=deployment, **host)
         name = self.driver.container_name(iid)
         self.state = self.driver._instance_state(self.driver.api.inspect_container(name), None, "node1")
         self.path = path
@@ -228,7 +237,7 @@ class RawTerminal:
             await self.ready.wait()
             try:
                 data = self.stream.recv(256 * 1024)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantReadError):  # the engine's stream over TLS (--remote)
                 self.ready.clear()
                 continue
             if not data:
@@ -302,7 +311,7 @@ def background_load(url: str, token: str, iids: list[str], ready, stop) -> None:
     asyncio.run(run())
 
 
-async def run(api: Api, deployment: str, args) -> None:
+async def run(api: Api, deployment: str, args, host: dict | None = None) -> None:
     import multiprocessing
 
     sid, iid = api.start()
@@ -313,9 +322,9 @@ async def run(api: Api, deployment: str, args) -> None:
         # The floors first: after the web tier's connection closes, its
         # attachment lingers (PLAYGROUND_TERMINAL_LINGER_SECONDS) as a second
         # client of the relay, and a floor must be the relay's only client.
-        async with RawTerminal(deployment, iid) as raw:
+        async with RawTerminal(deployment, iid, host=host) as raw:
             await measure(raw, args, "raw relay connection (floor)")
-        async with RawTerminal(deployment, iid, "engine") as raw:
+        async with RawTerminal(deployment, iid, "engine", host=host) as raw:
             await measure(raw, args, "relay through the engine (exec)")
         async with WebTerminal(api, iid) as term:
             await measure(term, args, "web tier (Daphne)")
@@ -332,7 +341,7 @@ async def run(api: Api, deployment: str, args) -> None:
         try:
             async with WebTerminal(api, iid) as term:
                 await measure(term, args, f"web tier, {args.sessions} sessions")
-            async with RawTerminal(deployment, iid) as raw:
+            async with RawTerminal(deployment, iid, host=host) as raw:
                 await measure(raw, args, f"raw relay, {args.sessions} sessions")
         finally:
             stop.set()
@@ -355,14 +364,47 @@ def main() -> None:
     parser.add_argument("--url", help="a running playground (default: start one)")
     parser.add_argument("--token", help="API token for --url")
     parser.add_argument("--deployment", help="the running playground's deployment label (for the raw attach)")
+    parser.add_argument("--remote", action="store_true",
+                        help="the instances on a lab host of their own over mutual TLS (not with --url)")
     args = parser.parse_args()
+    if args.remote and args.url:
+        parser.error("--remote starts its own playground: not with --url")
 
+    lab_host = host = None
+    remote_env: dict[str, str] = {}
+    if args.remote:
+        from tests.engines import LabHostMachine
+
+        pki = Path(tempfile.mkdtemp(prefix="bench-pki-"))
+        lab_host = LabHostMachine(6, pki)
+        print(f"starting lab host {lab_host.url} (network namespace {lab_host.netns}, pool {lab_host.pool})")
+        try:
+            lab_host.start()
+        except BaseException:
+            lab_host.remove()
+            raise
+        client = pki / "client"
+        remote_env = {"PLAYGROUND_LAB_HOSTS": lab_host.url,
+                      "PLAYGROUND_LAB_HOST_TLS_CA": str(client / "ca.pem"),
+                      "PLAYGROUND_LAB_HOST_TLS_CERT": str(client / "cert.pem"),
+                      "PLAYGROUND_LAB_HOST_TLS_KEY": str(client / "key.pem")}
+        host = {"url": lab_host.url, "tls_ca_cert": remote_env["PLAYGROUND_LAB_HOST_TLS_CA"],
+                "tls_client_cert": remote_env["PLAYGROUND_LAB_HOST_TLS_CERT"],
+                "tls_client_key": remote_env["PLAYGROUND_LAB_HOST_TLS_KEY"]}
+    try:
+        bench(args, remote_env, host)
+    finally:
+        if lab_host is not None:
+            lab_host.remove()
+
+
+def bench(args, remote_env: dict[str, str], host: dict | None) -> None:
     stack = None
     if args.url:
         url, token, deployment = args.url.rstrip("/"), args.token, args.deployment
     else:
         stack = Stack(Path(tempfile.mkdtemp(prefix="bench-")), redis_db=14, env={
-            **DEFAULT_PERIODS,
+            **DEFAULT_PERIODS, **remote_env,
             "PLAYGROUND_SESSION_RATE_USER": "100000/min",
             "PLAYGROUND_MAX_SESSIONS_USER": str(args.sessions + 5),
             "PLAYGROUND_HOST_CAPACITY": str(max(100, args.sessions + 10)),
@@ -376,7 +418,8 @@ def main() -> None:
         print(f"machine: {machine()}")
         print(f"measuring client at nice {os.getpriority(os.PRIO_PROCESS, 0)}")
         print(f"image: {os.environ.get('PLAYGROUND_IMAGE_SHELL', 'playground-shell:latest')}")
-        asyncio.run(run(Api(url, token), deployment, args))
+        print(f"lab host: {host['url'] + ' (mutual TLS)' if host else ENGINE}")
+        asyncio.run(run(Api(url, token), deployment, args, host))
     finally:
         if stack is not None:
             stack.stop()

@@ -19,7 +19,9 @@
 # namespaces remapped, live restore, a btrfs data root for hard disk limits,
 # the sandbox firewall and egress filter, its API on ADDRESS:2376 over mutual
 # TLS only); builds the sandbox images and the registry mirror the `docker`
-# image's inner engines pull from. Run it again after an upgrade or a reboot:
+# image's inner engines pull from (PLAYGROUND_LAB_HOST_IMAGES: the images this
+# host offers, recipe names of sandboxes/images/, commas; default all of them;
+# the mirror only when `docker` is one). Run it again after an upgrade or a reboot:
 # every step checks first. Then, on the web tier, `manage.py lab_hosts add`
 # (or PLAYGROUND_LAB_HOSTS) and the route it prints (docs/operations.md, "The
 # fleet of lab hosts").
@@ -30,6 +32,7 @@ set -euo pipefail
 PACKAGES=(docker.io crun docker-registry debootstrap debian-archive-keyring uidmap iptables btrfs-progs
           tini gcc libc6-dev ca-certificates openssl)
 PORT="${PLAYGROUND_LAB_HOST_PORT:-2376}"
+IMAGES="${PLAYGROUND_LAB_HOST_IMAGES:-}"
 
 usage() { die "usage: scripts/lab-host.sh ADDRESS WEB_TIER_CIDRS [PKI_DIR]"; }
 [ $# -ge 2 ] || usage
@@ -66,8 +69,14 @@ done
 
 PLAYGROUND_ENGINE_TLS_LISTEN="$ADDRESS:$PORT" PLAYGROUND_ENGINE_TLS_DIR="$server" \
     PLAYGROUND_ENGINE_WEB_TIER="$WEB_TIER" "$REPO_ROOT/scripts/engine.sh" start
-"$REPO_ROOT/scripts/build-images.sh"
-"$REPO_ROOT/scripts/registry.sh" start
+read -ra images <<< "${IMAGES//,/ }"
+for name in "${images[@]+"${images[@]}"}"; do
+    [ -d "$REPO_ROOT/sandboxes/images/$name" ] || die "lab host: PLAYGROUND_LAB_HOST_IMAGES: no recipe sandboxes/images/$name"
+done
+"$REPO_ROOT/scripts/build-images.sh" "${images[@]+"${images[@]}"}"
+if [ "${#images[@]}" = 0 ] || [[ " ${images[*]} " == *" docker "* ]]; then
+    "$REPO_ROOT/scripts/registry.sh" start
+fi
 
 # What the engine's sandboxes are carved from: the web tier routes it here.
 pool="${PLAYGROUND_ENGINE_ADDRESS_POOL:-10.213.0.0/16}"

@@ -5,6 +5,7 @@ engine is never restarted, reconfigured or filled. Used by the fault tests
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -12,9 +13,10 @@ import time
 from pathlib import Path
 
 import docker
+import docker.tls
 import requests
 
-from tests.stack import ENGINE, ROOT
+from tests.stack import ENGINE, ROOT, SHELL_IMAGE
 
 SANDBOX_IMAGES = ("playground-shell:latest", "playground-docker:latest")
 
@@ -84,3 +86,121 @@ class OwnEngine:
             subprocess.run(["umount", "-l", mount], check=False)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+CERTS = ROOT / "scripts" / "lab-host-certs.sh"
+PORT = 2376
+
+
+def run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+
+
+class LabHostMachine:
+    """Lab host ``index``: a network namespace linked to this machine, an
+    engine in it serving mutual TLS, and the route to its sandboxes.
+
+    ``by_script``: made as an operator makes one, by scripts/lab-host.sh (its
+    engine certificate from the installation's CA, its engine, its kernel
+    settings, the printed route), on a machine whose shell image was built
+    before (loaded into its data root first, with the engine started
+    plainly and stopped: the script then finds it up to date, as on a second
+    run, instead of a debootstrap of minutes)."""
+
+    def __init__(self, index: int, pki: Path, *, by_script: bool = False) -> None:
+        self.index = index
+        self.pki = pki
+        self.by_script = by_script
+        self.printed = ""  # what scripts/lab-host.sh printed (by_script)
+        self.netns = f"pgfleet{index}-{os.getpid() % 10000}"
+        self.link = f"pgfl{index}h"  # this machine's end of the link
+        self.near, self.address = f"10.251.{index}.1", f"10.251.{index}.2"
+        self.pool = f"10.{244 + index}.0.0/16"
+        self.url = f"tcp://{self.address}:{PORT}"
+        self.lost = False
+        self.tls_env = {
+            "PLAYGROUND_ENGINE_TLS_LISTEN": f"{self.address}:{PORT}",
+            "PLAYGROUND_ENGINE_TLS_DIR": str(pki / "server" / self.address),
+            # The web tier (this machine, through the link) may reach the sandboxes.
+            "PLAYGROUND_ENGINE_WEB_TIER": f"{self.near}/32",
+        }
+        if not by_script:
+            subprocess.run([str(CERTS), str(pki), self.address], check=True, capture_output=True, timeout=60)
+        self.engine = OwnEngine(self.pool, netns=self.netns, env={} if by_script else self.tls_env)
+        client = pki / "client"
+        self.tls = docker.tls.TLSConfig(client_cert=(str(client / "cert.pem"), str(client / "key.pem")),
+                                        ca_cert=str(client / "ca.pem"), verify=True)
+
+    def start(self) -> LabHostMachine:
+        peer = f"pgfl{self.index}n"
+        # What a run killed before its teardown left (a link, a route, a
+        # namespace of the same host) is in the way: take it away first.
+        subprocess.run(["ip", "route", "del", self.pool], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        for stale in [name for name in listed if name.startswith(f"pgfleet{self.index}-")]:
+            subprocess.run(["ip", "netns", "del", stale], capture_output=True)
+        run("ip", "netns", "add", self.netns)
+        run("ip", "link", "add", self.link, "type", "veth", "peer", "name", peer)
+        run("ip", "link", "set", peer, "netns", self.netns)
+        run("ip", "addr", "add", f"{self.near}/30", "dev", self.link)
+        run("ip", "link", "set", self.link, "up")
+        inside = ["ip", "netns", "exec", self.netns]
+        run(*inside, "ip", "addr", "add", f"{self.address}/30", "dev", peer)
+        run(*inside, "ip", "link", "set", peer, "up")
+        run(*inside, "ip", "link", "set", "lo", "up")
+        run(*inside, "ip", "route", "add", "default", "via", self.near)
+        if self.by_script:
+            return self._start_by_script()
+        self.engine.script("start")
+        run("ip", "route", "add", self.pool, "via", self.address)
+        self.engine.load_images((SHELL_IMAGE,))
+        return self
+
+    def _start_by_script(self) -> LabHostMachine:
+        self.engine.script("start")
+        self.engine.load_images((SHELL_IMAGE,))
+        self.engine.script("stop")
+        done = subprocess.run(
+            [*self.engine.prefix, str(ROOT / "scripts" / "lab-host.sh"), self.address, f"{self.near}/32",
+             str(self.pki)],
+            env={**self.engine.env, "PLAYGROUND_LAB_HOST_IMAGES": "shell"},
+            capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise AssertionError(f"lab-host.sh failed:\n{done.stdout}\n{done.stderr}")
+        self.printed = done.stdout
+        # What the web tier needs, as printed: the route to the sandboxes.
+        route = re.search(r"^\s*ip route add (\S+) via (\S+)\s*$", done.stdout, re.MULTILINE)
+        assert route, done.stdout
+        run("ip", "route", "add", route[1], "via", route[2])
+        self.engine.env.update(self.tls_env)  # as the script started it, for revive() and remove()
+        return self
+
+    def remote_api(self) -> docker.APIClient:
+        api = docker.APIClient(base_url=f"https://{self.address}:{PORT}", version="1.41", timeout=30, tls=self.tls)
+        api.trust_env = False
+        return api
+
+    def kill(self) -> None:
+        """The machine is lost: its engine SIGKILLed, its link cut."""
+        pid = int((self.engine.run_dir / "docker.pid").read_text())
+        os.kill(pid, 9)
+        run("ip", "link", "set", self.link, "down")
+        self.lost = True
+
+    def revive(self) -> None:
+        """The machine is back: its link up, its engine started again."""
+        run("ip", "link", "set", self.link, "up")
+        self.engine.script("start")
+        self.lost = False
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "link", "set", self.link, "up"], capture_output=True)
+        try:
+            self.engine.script("start")  # a killed one: adopt what is left, to remove it
+        except AssertionError:
+            pass
+        self.engine.remove()
+        subprocess.run(["ip", "route", "del", self.pool], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)

@@ -12,6 +12,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,17 @@ def test_a_class_of_30_spreads_over_the_hosts_and_each_works(stack, machines):
     cookie, clean = enter(stack, entry["url"])
     page = get(stack, clean, cookie=cookie)
     assert page.status_code == 200 and page.text == "served-remotely\n", page.text
+    # Files both ways, and the stats a watcher of the session sees.
+    files = f"{stack.url}/api/sessions/{sid}/instances/{iid}/files/"
+    payload = os.urandom(300_000)
+    put = stack.client(who).put(files, params={"path": "/root/upload.bin"}, data=payload, timeout=60)
+    assert put.status_code == 201 and put.json()["size"] == len(payload), put.text
+    assert run(stack, who, sid, iid, "sha256sum < /root/upload.bin")["output"].split()[0] == sha256(payload).hexdigest()
+    got = stack.client(who).get(files, params={"path": "/root/upload.bin"}, timeout=60)
+    assert got.status_code == 200 and got.content == payload
+    stats = wait_for(lambda: instance(stack, who, sid)["stats"], timeout=30, interval=1,
+                     what="the remote instance's stats")
+    assert 0 < stats["memory_bytes"] < stats["memory_limit_bytes"], stats
 
     for who, sid, _ in learners:
         stack.client(who).delete(f"{stack.url}/api/sessions/{sid}/", timeout=60)
@@ -162,6 +174,11 @@ def test_a_cordoned_host_takes_no_new_session_and_a_drained_one_gives_up_its_poo
 
 def test_a_host_added_while_everything_runs_takes_sessions_and_is_watched(stack, machines):
     three = machines[2]
+    # scripts/lab-host.sh made it (tests/engines.py) and said what to do; the
+    # route it printed is in place, and its line is the one run here.
+    assert f"Lab host ready: {three.url} (mutual TLS; sandboxes from {three.pool})" in three.printed
+    assert f"ip route add {three.pool} via {three.address}" in three.printed
+    assert f"manage.py lab_hosts add {three.url}" in three.printed
     listed = stack.manage("lab_hosts", "add", three.url)
     assert "taking new instances" in listed
     sid, iid = start(stack, "carol")  # the emptiest host now
