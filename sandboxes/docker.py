@@ -266,12 +266,21 @@ class DockerDriver(Driver):
             response = self.api._get(self.api._url("/_ping"), timeout=self.ping_timeout)
             self.api._raise_for_status(response)
 
+    # The engine's totals (MemTotal, NCPU) change only with the machine: read
+    # again after this long, not every health round (the engine's /info costs
+    # it several milliseconds of CPU; the health check runs every few seconds).
+    totals_ttl = 300.0
+    _totals: tuple[float, int, float] | None = None  # (read at, memory, cpus)
+
     def capacity(self) -> HostCapacity:
-        with self._engine_errors("read the host's capacity"):
-            info = self.api.info()
+        totals = self._totals
+        if totals is None or time.monotonic() - totals[0] > self.totals_ttl:
+            with self._engine_errors("read the host's capacity"):
+                info = self.api.info()
+            totals = self._totals = (time.monotonic(), int(info.get("MemTotal") or 0), float(info.get("NCPU") or 0))
         return HostCapacity(
-            memory_bytes=int(info.get("MemTotal") or 0),
-            cpus=float(info.get("NCPU") or 0),
+            memory_bytes=totals[1],
+            cpus=totals[2],
             memory_available_bytes=self._memory_available(),
         )
 
