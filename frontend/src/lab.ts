@@ -3,6 +3,9 @@
 // the server; this script adds Copy and Run buttons to code blocks, fills in
 // port URLs, runs checks, and follows the set-up while it runs. Progress is
 // the server's (per learner), so a reload or a new session resumes it.
+// Inline code marked {{run}} types itself on a click, {{copy}} copies itself,
+// and a block marked onopen (a KillerCoda foreground script) is typed into
+// the terminal once per session, when its page first opens.
 
 import { api, ApiError, describe, Instance, Session } from "./api";
 
@@ -77,6 +80,9 @@ function unlocked(step: number): boolean {
 function render(): void {
   const last = lab.steps.length + 1;
   result.hidden = true;
+  // Collapsed sections the learner opened stay open when the same page is drawn again (after a check).
+  const opened = panel.dataset.view === String(view)
+    ? Array.from(body.querySelectorAll("details"), (section) => section.open) : [];
   if (view === 0) {
     titleEl.textContent = lab.title;
     counter.textContent = `${lab.steps.length} steps`;
@@ -92,8 +98,12 @@ function render(): void {
     body.innerHTML = step.text;
   }
   panel.dataset.view = String(view);
+  body.querySelectorAll("details").forEach((section, index) => {
+    if (opened[index]) section.open = true;
+  });
   decorate(body);
   fillPorts(body);
+  typeOnOpen(body, view);
   backButton.disabled = view === 0;
   const onStep = view >= 1 && view < last;
   checkButton.hidden = !onStep;
@@ -152,6 +162,48 @@ function decorate(root: HTMLElement): void {
     }
     pre.before(bar);
   }
+  for (const code of root.querySelectorAll<HTMLElement>("code.lab-run-inline[data-run]")) {
+    const target = code.dataset.run || firstInstanceName();
+    const interrupt = code.dataset.interrupt === "1";
+    code.tabIndex = 0;
+    code.setAttribute("role", "button");
+    code.title = interrupt ? `Press Ctrl-C in ${target}'s terminal, then type this there` : `Type this into ${target}'s terminal`;
+    const run = () => void runIn(target, code.textContent ?? "", interrupt);
+    code.addEventListener("click", run);
+    code.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        run();
+      }
+    });
+  }
+  for (const code of root.querySelectorAll<HTMLElement>("code.lab-copy")) {
+    code.tabIndex = 0;
+    code.setAttribute("role", "button");
+    code.title = "Copy to the clipboard";
+    code.addEventListener("click", async () => {
+      await copyText(code.textContent ?? "");
+      code.dataset.copied = "1";
+      window.setTimeout(() => delete code.dataset.copied, 1500);
+    });
+  }
+}
+
+/** Type the page's onopen blocks into their terminals, the first time this
+ * session shows the page (remembered in the browser, so a reload or going
+ * back does not type them again). */
+function typeOnOpen(root: HTMLElement, page: number): void {
+  root.querySelectorAll<HTMLPreElement>("pre.lab-code[data-onopen]").forEach((pre, index) => {
+    const key = `pg-lab-onopen:${sid}:${page}:${index}`;
+    try {
+      if (window.localStorage.getItem(key)) return;
+      window.localStorage.setItem(key, "1");
+    } catch {
+      // No storage (a private window's quota): typed again after a reload.
+    }
+    const target = pre.dataset.run || firstInstanceName();
+    void runIn(target, pre.querySelector("code")?.textContent ?? "", pre.dataset.interrupt === "1");
+  });
 }
 
 function button(label: string, title: string, action: () => void): HTMLButtonElement {
@@ -237,7 +289,10 @@ function fillPorts(root: HTMLElement): void {
   for (const element of root.querySelectorAll<HTMLElement>("[data-port]")) {
     const [name, port] = element.dataset.port!.split(":");
     const instance = session.instances.find((i) => i.hostname === name);
-    const url = instance?.ports.find((p) => String(p.port) === port)?.url;
+    const base = instance?.ports.find((p) => String(p.port) === port)?.url;
+    // A path after the port ({{url node1 80}}/api) goes after the port's URL.
+    const path = element.dataset.portPath ?? "";
+    const url = base && path ? base.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`) : base;
     if (element instanceof HTMLAnchorElement) {
       if (url) element.href = url;
       element.title = url ? url : `Port ${port} of ${name} is not open yet.`;

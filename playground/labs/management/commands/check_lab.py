@@ -1,4 +1,5 @@
-"""manage.py check_lab PATH: try a lab folder for real before importing it.
+"""manage.py check_lab PATH: try a lab folder (or a KillerCoda scenario folder)
+for real before importing it.
 
 Validates the folder, imports it as a draft under a slug of its own, starts a
 real session of it through the same actions a learner's session goes through
@@ -20,8 +21,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from playground.celery import app as celery_app
 from playground.errors import PlaygroundError
-from playground.labs import actions
-from playground.labs.loader import LabInvalid, load_lab
+from playground.labs import actions, killercoda
+from playground.labs.loader import LabInvalid
 from playground.labs.models import Lab, LabRun
 from playground.sessions import actions as session_actions
 from sandboxes.base import DriverError
@@ -37,11 +38,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, path: str, user: str, keep: bool, **options) -> None:
         try:
-            lab_def = load_lab(path)
+            # A lab folder, or a KillerCoda scenario folder (its warnings first).
+            loaded = killercoda.load_folder(path)
         except LabInvalid as exc:
-            for problem in exc.problems:
+            for problem in [*getattr(exc, "warnings", []), *exc.problems]:
                 self.stderr.write(str(problem))
             raise CommandError(f"{path}: {len(exc.problems)} problem(s)") from None
+        for warning in loaded.warnings:
+            self.stderr.write(str(warning))
+        lab_def = loaded.lab
         self.stdout.write(f"{lab_def.slug}: valid, {len(lab_def.steps)} step(s)")
         celery_app.conf.task_always_eager = True
         owner, _ = get_user_model().objects.get_or_create(username=user)
