@@ -24,15 +24,15 @@ import tempfile
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import DEFAULT_PERIODS, machine, ms, pct  # noqa: E402
-from tests.stack import ENGINE, Stack, wait_for  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, machine, ms, pct
+from tests.stack import ENGINE, Stack, wait_for
 
 LAB = """\
 title: Bench
@@ -74,7 +74,7 @@ def start_stack(warm_seconds: float) -> Stack:
 
 
 def open_class(stack: Stack, seats: int, starts_in: timedelta) -> dict:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     answer = stack.client("teacher").post(f"{stack.url}/api/classrooms/", timeout=30, json={
         "title": "Bench class", "lab": "bench-class", "seats": seats,
         "starts_at": (now + starts_in).isoformat(), "ends_at": (now + timedelta(hours=2)).isoformat()})

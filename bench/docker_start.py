@@ -33,8 +33,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import DEFAULT_PERIODS, cgroup_pids, machine, ms, parent_of, pct, pss_kib  # noqa: E402
-from tests.stack import ENGINE, Stack  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, cgroup_pids, machine, ms, parent_of, pct, pss_kib
+from tests.stack import ENGINE, Stack
 
 READY = "docker version --format '{{.Server.Version}}'"
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandboxes.base import Created, InstanceSpec  # noqa: E402
-from sandboxes.docker import DockerDriver  # noqa: E402
+from sandboxes.base import Created, InstanceSpec
+from sandboxes.docker import DockerDriver
 
 
 def pct(values: list[float], q: float) -> float:

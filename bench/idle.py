@@ -54,10 +54,10 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import DEFAULT_PERIODS, machine, pct  # noqa: E402
-from bench.terminal import Api, WebTerminal, web_echo  # noqa: E402
-from playground import priority  # noqa: E402
-from tests.stack import ENGINE, Stack  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, machine, pct
+from bench.terminal import Api, WebTerminal, web_echo
+from playground import priority
+from tests.stack import ENGINE, Stack
 
 REDIS_DB = 24
 BROWSER_PING_SECONDS = 25.0  # frontend/src/terminal.ts PING_EVERY_MS

@@ -32,7 +32,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.stack import ENGINE, Stack  # noqa: E402
+from tests.stack import ENGINE, Stack
 
 # The test stack's quick periods (sweeps and health probes every second, a
 # reconcile every two, activity written at once) are for tests; benchmarks

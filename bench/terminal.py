@@ -45,9 +45,9 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.session_start import DEFAULT_PERIODS, machine, pct  # noqa: E402
-from playground import priority  # noqa: E402
-from tests.stack import ENGINE, Stack  # noqa: E402
+from bench.session_start import DEFAULT_PERIODS, machine, pct
+from playground import priority
+from tests.stack import ENGINE, Stack
 
 END = b"__END__"
 ECHO_DEADLINE = 30.0  # a terminal that stops echoing is reported, not waited for
@@ -87,7 +87,7 @@ class WebTerminal:
         self.url = api.url.replace("http://", "ws://") + f"/ws/instances/{iid}/terminal/"
         self.headers = {"Authorization": f"Token {api.token}"}
 
-    async def __aenter__(self) -> WebTerminal:
+    async def __aenter__(self) -> WebTerminal:  # noqa: PYI034 - the class is not subclassed
         self.unacked = 0
         self.ws = await connect(self.url, additional_headers=self.headers, compression=None,
                                 max_size=4 * 1024 * 1024, max_queue=64)
@@ -210,7 +210,7 @@ class RawTerminal:
         self.state = self.driver._instance_state(self.driver.api.inspect_container(name), None, "node1")
         self.path = path
 
-    async def __aenter__(self) -> RawTerminal:
+    async def __aenter__(self) -> RawTerminal:  # noqa: PYI034 - the class is not subclassed
         if self.path == "engine" and self.state.get("relay"):
             self.stream = self.driver._attach_relay_exec(self.state, "L")
         else:

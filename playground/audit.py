@@ -25,7 +25,10 @@ def record(event: str, *, user=None, **fields: object) -> None:
     for key, value in fields.items():
         text = str(value).replace("\n", " ")
         parts.append(f"{key}={text!r}" if " " in text or "=" in text or not text else f"{key}={text}")
-    audit_log.info(" ".join(parts))
+    # The same, as fields, for JSON logs (playground/logs.py).
+    structured = {key: value if isinstance(value, (int, float, bool)) or value is None else str(value)
+                  for key, value in fields.items()}
+    audit_log.info(" ".join(parts), extra={"audit": {**structured, "event": event, "by": who(user)}})
 
 
 def record_admin_action(sender, instance, created: bool, **kwargs) -> None:

@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from playground import metrics
 from sandboxes.base import DriverError, NotRunning, OutOfCapacity
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def error_body(code: str, message: str) -> dict:
 
 
 def error_response(status: int, code: str, message: str, *, retry_after: int | None = None) -> Response:
+    metrics.api_error(code)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return Response(error_body(code, message), status=status, headers=headers)
 
@@ -166,6 +168,7 @@ def json_not_found(request, exception=None):
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception)
+    metrics.api_error("not_found")
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 
 
@@ -174,6 +177,7 @@ def json_server_error(request) -> HttpResponse:
     runs while the exception is handled, so a dependency that does not answer
     (the session middleware's database, say) is told apart from a bug."""
     part = dependency_down(sys.exc_info()[1]) if sys.exc_info()[1] is not None else None
+    metrics.api_error("internal" if part is None else "unavailable")
     if part is None:
         return JsonResponse(error_body("internal", "Internal error; it has been logged."), status=500)
     message = unavailable_message(part)
@@ -187,12 +191,15 @@ def json_server_error(request) -> HttpResponse:
 
 
 def json_bad_request(request, exception=None) -> JsonResponse:
+    metrics.api_error("invalid")
     return JsonResponse(error_body("invalid", "Bad request."), status=400)
 
 
 def json_permission_denied(request, exception=None) -> JsonResponse:
+    metrics.api_error("forbidden")
     return JsonResponse(error_body("forbidden", "You may not do this."), status=403)
 
 
 def csrf_failure(request, reason: str = "") -> JsonResponse:
+    metrics.api_error("forbidden")
     return JsonResponse(error_body("forbidden", f"CSRF check failed: {reason}"), status=403)

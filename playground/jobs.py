@@ -112,7 +112,7 @@ def enqueue(task, *args: object) -> None:
     sweep looks for), rather than fail a request whose work is committed."""
     try:
         task.delay(*args)
-    except Exception as exc:  # noqa: BLE001 - kombu's and redis' errors alike
+    except Exception as exc:
         from playground.errors import dependency_down
 
         if dependency_down(exc) is None:

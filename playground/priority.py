@@ -7,7 +7,7 @@ lower nice value, ``PLAYGROUND_WEB_NICE``) than the sandboxes: keystrokes stay
 quick while the instances are busy, and what the sandboxes get of the CPUs
 hardly changes (the web tier's own work is small). Measured with 50 busy
 terminals on a 2-core lab host: echo p99 11-24 ms at nice 0, about 4 ms at
--10 (README, "Measured").
+-10 (docs/performance.md).
 
 Raising a priority takes root (CAP_SYS_NICE); without it the process keeps
 its priority and says so once.

@@ -22,11 +22,20 @@ WebSocket scope (``"playground.flow"``), for flow control through ASGI
 (``drained``, ``pause_reading``: the port proxy's backpressure), and
 ``limit_request_bodies()`` refuses a request body over a size as it arrives.
 
+The hand-over reaches into Daphne's, Twisted's, Autobahn's and Channels'
+internals (and drives ``websockets``' sans-I/O protocol from outside), which
+no release promises to keep: ``offer()`` offers sockets only when the
+installed versions are the ones this was written for (``WRITTEN_FOR``, the
+pins of requirements.txt). On any other it logs a warning, once, and every
+terminal goes through ASGI, as with ``PLAYGROUND_TERMINAL_DIRECT=false``:
+slower, never broken.
+
 Everything here runs on the event loop's thread, as Twisted does.
 """
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import socket
 import time
@@ -49,9 +58,56 @@ READ_SIZE = 256 * 1024
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 
 
+WRITTEN_FOR = {
+    "daphne": "4.2.3",
+    "twisted": "26.10.0",
+    "autobahn": "26.10.2",
+    "channels": "4.3.2",
+    "websockets": "17.4",
+}
+"""The versions whose internals the hand-over was written against and tested
+with (requirements.txt pins the same: tests/unit/test_fast_path_guard.py)."""
+
+_mismatch_logged = False
+
+
+def version_mismatches() -> dict[str, str | None]:
+    """Each package of ``WRITTEN_FOR`` installed at another version (None: not
+    installed at all), with that version."""
+    found: dict[str, str | None] = {}
+    for name, wanted in WRITTEN_FOR.items():
+        try:
+            have: str | None = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            have = None
+        if have != wanted:
+            found[name] = have
+    return found
+
+
+def fast_path_supported() -> bool:
+    """Whether sockets may be handed over; on other versions than
+    ``WRITTEN_FOR``, False, and a warning in the log (once per process)."""
+    global _mismatch_logged
+    mismatches = version_mismatches()
+    if not mismatches:
+        return True
+    if not _mismatch_logged:
+        _mismatch_logged = True
+        log.warning(
+            "terminal WebSockets go through ASGI, not on their own sockets: the hand-over was written for %s; "
+            "installed: %s",
+            ", ".join(f"{name} {WRITTEN_FOR[name]}" for name in mismatches),
+            ", ".join(f"{name} {have or 'missing'}" for name, have in mismatches.items()),
+        )
+    return False
+
+
 def offer() -> None:
     """Make Daphne offer the socket of each plain WebSocket connection in its
-    scope (idempotent; nothing when not running under Daphne)."""
+    scope (idempotent; nothing when not running under Daphne). Flow control
+    (``"playground.flow"``) is offered in any case; sockets only where
+    ``fast_path_supported()``."""
     try:
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
@@ -60,11 +116,12 @@ def offer() -> None:
     if getattr(Server, "_playground_offers_sockets", False):
         return
     create = Server.create_application
+    sockets = fast_path_supported()
 
     def create_application(self, protocol, scope):
         extensions = scope.setdefault("extensions", {})
         extensions[FLOW] = {"protocol": protocol}
-        if isinstance(protocol, WebSocketProtocol) and _plain(protocol.transport):
+        if sockets and isinstance(protocol, WebSocketProtocol) and _plain(protocol.transport):
             extensions[EXTENSION] = {"protocol": protocol}
         return create(self, protocol, scope)
 

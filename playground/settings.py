@@ -1,127 +1,73 @@
 """One settings module, read from the environment.
 
 Every setting has a safe local default so ``make up`` needs no configuration;
-the README lists them all. Secrets may come from ``<NAME>_FILE``.
+docs/operations.md ("Configuration") lists them all, and
+tests/unit/test_docs_configuration.py keeps that list whole. Any variable may
+come from a file instead: ``<NAME>_FILE`` (playground/config.py). Importing this
+module creates nothing, except the quick start's secret key (below); the
+system checks of playground/checks.py look for settings that contradict each
+other.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
+from playground.catalogue import apply as apply_catalogue
+
+# The readers (playground/config.py): every one takes NAME_FILE the same way.
+# Re-exported here, where tests and tools import them from.
+from playground.config import (
+    env,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_networks_default,
+    env_tls_file,
+    local_secret_key,
+    raw,
+    source,
+)
 from sandboxes.base import DEFAULT_CAPABILITIES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env(name: str, default: str = "") -> str:
-    """A string from the environment, or from the file named by ``<name>_FILE``."""
-    file_path = os.environ.get(f"{name}_FILE")
-    if file_path:
-        return Path(file_path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
-
-
-def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ValueError(f"{name}={value} is below its minimum {minimum}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name}={value} is above its maximum {maximum}")
-    return value
-
-
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ValueError(f"{name}={value} is below its minimum {minimum}")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_networks(name: str) -> list:
-    """Addresses and CIDRs, comma-separated (empty: none). "0", the old
-    count-of-proxies form's default, is none too; any other count is refused,
-    since a count trusts whoever connects."""
-    import ipaddress
-
-    raw = os.environ.get(name, "").strip()
-    if raw in ("", "0"):
-        return []
-    if raw.isdigit():
-        raise ValueError(f"{name}={raw!r}: list the proxies' addresses or networks (e.g. 127.0.0.1,10.0.0.0/8), "
-                         "not how many there are")
-    try:
-        return [ipaddress.ip_network(item.strip(), strict=False) for item in raw.split(",") if item.strip()]
-    except ValueError as exc:
-        raise ValueError(f"{name}={raw!r}: {exc}") from None
-
 
 STATE_DIR = Path(env("PLAYGROUND_STATE_DIR", "/var/lib/playground"))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 
-def _local_secret_key() -> str:
-    """A key made once per state directory, so the quick start needs none."""
-    path = STATE_DIR / "secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        import secrets
-
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        path.touch(mode=0o600)
-        path.write_text(key)
-        return key
-
-
-SECRET_KEY = env("DJANGO_SECRET_KEY", "") or _local_secret_key()
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-
 # Production serves HTTPS (a TLS proxy in front of Daphne): DJANGO_HTTPS=1 makes
 # cookies secure, redirects plain HTTP and turns HSTS on, which is what
 # `manage.py check --deploy` asks for. Off for the local quick start (plain HTTP).
 HTTPS = env_bool("DJANGO_HTTPS", False)
+
+# One key for every process of the installation (sessions, CSRF tokens and
+# port grants are signed with it). The quick start makes one in the state
+# directory; production (DJANGO_HTTPS) must be given it, or each replica,
+# with a state directory of its own, would sign with a key of its own.
+SECRET_KEY = env("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if HTTPS:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set when DJANGO_HTTPS is on: every web "
+            "process and worker must sign sessions, CSRF tokens and port grants with the same key "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(50))' makes one)"
+        )
+    SECRET_KEY = local_secret_key(STATE_DIR)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes from inside the private network
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # probes and scrapes from inside the private network
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
-# Subdomains too: the instance-port proxy's domain (API.md, "Ports") must
+# Subdomains too: the instance-port proxy's domain (docs/api.md, "Ports") must
 # then be served over HTTPS as well, or be no subdomain of this site's. Preload
 # lets anyone submit the domain to browsers' HSTS lists: turn it off (and
 # silence security.W021) if that commitment is not wanted.
@@ -143,6 +89,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
+    "playground.apps.PlaygroundConfig",  # its system checks (playground/checks.py)
     "playground.accounts",
     "playground.sessions",
     "playground.labs",
@@ -196,7 +143,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A database that is down or unreachable fails a request within seconds
-    # (503, API.md) instead of hanging on a TCP connect; the URL's own
+    # (503, docs/api.md) instead of hanging on a TCP connect; the URL's own
     # options (?sslmode=..., ?connect_timeout=...) win. A connection per
     # request (conn_max_age=0): Daphne serves from a thread pool, and kept
     # connections would multiply by its threads and the worker's.
@@ -224,7 +171,7 @@ def with_redis_password(url: str, password: str) -> str:
 REDIS_PASSWORD = env("PLAYGROUND_REDIS_PASSWORD")
 REDIS_URL = with_redis_password(env("REDIS_URL", "redis://127.0.0.1:6399/0"), REDIS_PASSWORD)
 # Seconds to wait for Redis to connect or answer before a request gives up
-# with 503 unavailable (API.md: within 5 s, never a hang).
+# with 503 unavailable (docs/api.md: within 5 s, never a hang).
 REDIS_TIMEOUT = env_float("PLAYGROUND_REDIS_TIMEOUT", 2.0, minimum=0.1)
 
 CACHES = {
@@ -267,11 +214,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(STATE_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-try:  # whitenoise warns at every request when the directory is missing
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-    (BASE_DIR / "static").mkdir(exist_ok=True)
-except OSError:
-    pass
+# Nothing is created at import: collectstatic makes STATIC_ROOT (the app image
+# runs it), the frontend build makes static/ (scripts/setup.sh); until then
+# the finders serve (below) and playground.apps quiets whitenoise's warning.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_REDIRECT_URL = "/"
 STORAGES = {
@@ -319,7 +264,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Container playground API",
-    "DESCRIPTION": "Sessions of sandbox instances on lab hosts. See API.md for the contract.",
+    "DESCRIPTION": "Sessions of sandbox instances on lab hosts. The contract: docs/api.md in the repository.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
@@ -351,21 +296,6 @@ CELERY_TIMEZONE = "UTC"
 PLAYGROUND_DEPLOYMENT = env("PLAYGROUND_DEPLOYMENT", "local")
 PLAYGROUND_DRIVER = env("PLAYGROUND_DRIVER", "sandboxes.docker.DockerDriver")
 PLAYGROUND_LAB_HOSTS = env_list("PLAYGROUND_LAB_HOSTS", ["unix:///run/playground/docker.sock"])
-
-
-def env_tls_file(name: str) -> str:
-    """The path of a certificate or key file, from ``NAME`` or ``NAME_FILE``
-    (the same path: the form for a secret mounted as a file, as compose and
-    Kubernetes do). Never the file's content: the driver reads it itself.
-    Empty when unset; otherwise it must be a file this process can read."""
-    path = os.environ.get(f"{name}_FILE") or os.environ.get(name) or ""
-    if not path:
-        return ""
-    if path.lstrip().startswith("-----BEGIN"):
-        raise ValueError(f"{name}: give the path of a PEM file, not its content")
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise ValueError(f"{name}={path!r}: no such readable file")
-    return path
 
 
 TLS_FILE_SETTINGS = ("PLAYGROUND_LAB_HOST_TLS_CA", "PLAYGROUND_LAB_HOST_TLS_CERT", "PLAYGROUND_LAB_HOST_TLS_KEY")
@@ -409,7 +339,7 @@ PLAYGROUND_LAB_HOST_OPTIONS = lab_host_tls(PLAYGROUND_LAB_HOSTS, {
 # within its memory and CPUs (its engine's info) times these overcommit
 # factors, and while its available memory stays above this share of the
 # whole; past that, 503 no_capacity. (An idle shell instance holds about
-# 8 MiB, README; 64 leaves room for what learners run in it.) PLAYGROUND_HOST_CAPACITY, when set
+# 8 MiB, docs/performance.md; 64 leaves room for what learners run in it.) PLAYGROUND_HOST_CAPACITY, when set
 # (0: none), caps the count of instances too (pooled ones included).
 PLAYGROUND_RESERVE_MEMORY_MB = env_int("PLAYGROUND_RESERVE_MEMORY_MB", 64, minimum=1)
 PLAYGROUND_RESERVE_CPUS = env_float("PLAYGROUND_RESERVE_CPUS", 0.02, minimum=0.001)
@@ -429,6 +359,12 @@ PLAYGROUND_GUEST_CLEANUP_SECONDS = env_float("PLAYGROUND_GUEST_CLEANUP_SECONDS",
 # none by default: the connection's peer is the client). The client is then
 # the rightmost address in the header that is not one of these.
 PLAYGROUND_TRUSTED_PROXIES = env_networks("PLAYGROUND_TRUSTED_PROXIES")
+# GET /metrics (playground/metrics) is served to these client addresses or
+# networks only (resolved as above); "none": to nobody. Default: loopback.
+PLAYGROUND_METRICS_ALLOW = (
+    [] if env("PLAYGROUND_METRICS_ALLOW").strip().lower() == "none"
+    else env_networks("PLAYGROUND_METRICS_ALLOW") or env_networks_default("127.0.0.0/8,::1")
+)
 
 # Images a session may use: API name -> engine reference and description;
 # "nested_docker" gives the instance what a Docker Engine inside it needs
@@ -448,7 +384,7 @@ PLAYGROUND_IMAGES = {
         # Kept ready by default (PLAYGROUND_POOL_IMAGES unset): its inner
         # engine takes about a second to start, too long to wait for.
         "pool": 1,
-        # An idle one holds about 64 MiB (its inner engine; README); learners'
+        # An idle one holds about 64 MiB (its inner engine; docs/performance.md); learners'
         # nested containers add to it.
         "reserve_memory_mb": env_int("PLAYGROUND_IMAGE_DOCKER_RESERVE_MEMORY_MB", 256, minimum=1),
         "reserve_cpus": env_float("PLAYGROUND_IMAGE_DOCKER_RESERVE_CPUS", 0.05, minimum=0.001),
@@ -471,6 +407,11 @@ PLAYGROUND_TEMPLATES = {
         "swarm": {"managers": ["manager1", "manager2", "manager3"], "workers": ["worker1", "worker2"]},
     },
 }
+# An operator's catalogue (playground/catalogue.py; docs/operations.md, "The
+# image and template catalogue"): YAML or JSON adding, changing or removing
+# images and templates, from PLAYGROUND_CATALOGUE_FILE (or the text itself in
+# PLAYGROUND_CATALOGUE), read at start-up; a mistake stops the process there.
+apply_catalogue(PLAYGROUND_IMAGES, PLAYGROUND_TEMPLATES, env("PLAYGROUND_CATALOGUE"), source("PLAYGROUND_CATALOGUE"))
 # Classes: a learner is flagged "stuck" after this long without activity, or
 # after this many failed checks in a row (or when they raise their hand).
 PLAYGROUND_CLASS_STUCK_IDLE = env_int("PLAYGROUND_CLASS_STUCK_IDLE", 600, minimum=30)
@@ -520,7 +461,8 @@ PLAYGROUND_INSTANCE_CAPABILITIES = [
 # own default is 8192 (its inner engine pulls and builds images).
 PLAYGROUND_INSTANCE_DISK_MB = env_int("PLAYGROUND_INSTANCE_DISK_MB", 2048, minimum=1)
 PLAYGROUND_DISK_CHECK_SECONDS = env_float("PLAYGROUND_DISK_CHECK_SECONDS", 30.0, minimum=0.5)
-PLAYGROUND_IMAGES["docker"].setdefault("disk_mb", 8192)
+if "docker" in PLAYGROUND_IMAGES:
+    PLAYGROUND_IMAGES["docker"].setdefault("disk_mb", 8192)
 
 
 def env_image_disk(name: str, images: dict) -> None:
@@ -545,16 +487,16 @@ EGRESS_POLICIES = ("none", "session", "internet")
 
 
 def env_egress(name: str, default: str) -> str:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
+    value = (raw(name) or "").strip().lower()
+    if not value:
         return default
-    if raw in EGRESS_POLICIES:
-        return raw
-    if raw in {"0", "false", "no", "off"}:
+    if value in EGRESS_POLICIES:
+        return value
+    if value in {"0", "false", "no", "off"}:
         return "session"
-    if raw in {"1", "true", "yes", "on"}:
+    if value in {"1", "true", "yes", "on"}:
         return "internet"
-    raise ValueError(f"{name}={raw!r}: use one of {', '.join(EGRESS_POLICIES)}")
+    raise ValueError(f"{name}={value!r}: use one of {', '.join(EGRESS_POLICIES)}")
 
 
 def env_image_egress(name: str, images: dict) -> None:
@@ -617,7 +559,7 @@ def env_pool_images(name: str, images: dict) -> dict[str, int | None]:
 
 PLAYGROUND_POOL_IMAGES = env_pool_images("PLAYGROUND_POOL_IMAGES", PLAYGROUND_IMAGES)
 
-# Ports (API.md, "Ports"): what instances listen on is found every
+# Ports (docs/api.md, "Ports"): what instances listen on is found every
 # PLAYGROUND_PORTS_SECONDS and served by the web tier's proxy, each port on its
 # own origin <scheme>://<instance>-<port>.<PLAYGROUND_PORTS_DOMAIN>:<public port>/.
 # The domain must resolve to the web tier for every subdomain (browsers map
@@ -667,7 +609,7 @@ PLAYGROUND_ACTIVITY_FLUSH_SECONDS = env_float("PLAYGROUND_ACTIVITY_FLUSH_SECONDS
 # (0) so that terminals stay quick while instances are busy; 0 leaves it.
 PLAYGROUND_WEB_NICE = env_int("PLAYGROUND_WEB_NICE", -10, minimum=-20, maximum=19)
 
-# Browser terminal (the shared TTY of each instance, API.md "Terminal").
+# Browser terminal (the shared TTY of each instance, docs/api.md "Terminal").
 # Output kept per instance and replayed to a new connection (at least 64 KiB).
 PLAYGROUND_TERMINAL_REPLAY_KB = env_int("PLAYGROUND_TERMINAL_REPLAY_KB", 256, minimum=64)
 # How long a TTY attachment stays open after its last viewer leaves (a reload
@@ -691,12 +633,30 @@ PLAYGROUND_WS_CONNECTIONS_PER_USER = env_int("PLAYGROUND_WS_CONNECTIONS_PER_USER
 # Input queued for a TTY that is not reading (a paste into a busy program).
 PLAYGROUND_TERMINAL_INPUT_BUFFER_KB = env_int("PLAYGROUND_TERMINAL_INPUT_BUFFER_KB", 4096, minimum=64)
 
+# Logs go to stderr, one line per record: "plain" text, or "json" (one object
+# per line, playground/logs.py) for a collector. The audit log (the logger
+# playground.audit) goes with them, or, with PLAYGROUND_AUDIT_LOG, to that file
+# only (appended to by every process; reopened when logrotate moves it).
+PLAYGROUND_LOG_FORMAT = env("PLAYGROUND_LOG_FORMAT", "plain").strip().lower()
+if PLAYGROUND_LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"PLAYGROUND_LOG_FORMAT={PLAYGROUND_LOG_FORMAT!r}: use plain or json")
+PLAYGROUND_AUDIT_LOG = env("PLAYGROUND_AUDIT_LOG", "").strip()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "playground.logs.JSONFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": PLAYGROUND_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("PLAYGROUND_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+if PLAYGROUND_AUDIT_LOG:
+    LOGGING["handlers"]["audit"] = {"class": "logging.handlers.WatchedFileHandler", "filename": PLAYGROUND_AUDIT_LOG,
+                                    "formatter": PLAYGROUND_LOG_FORMAT, "delay": True}
+    LOGGING["loggers"]["playground.audit"] = {"handlers": ["audit"], "level": "INFO", "propagate": False}
+# Celery's worker and beat replace the root logger's handlers with their own
+# text format unless told not to: in JSON they keep the one above.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = PLAYGROUND_LOG_FORMAT != "json"
 CSRF_FAILURE_VIEW = "playground.errors.csrf_failure"

@@ -9,6 +9,7 @@ from playground.classrooms import api as classrooms_api
 from playground.classrooms import pages as classrooms_pages
 from playground.labs import api as labs_api
 from playground.labs import pages as labs_pages
+from playground.metrics import views as metrics_views
 from playground.ports import api as ports_api
 from playground.sessions import api, pages
 
@@ -23,6 +24,7 @@ api_urls = [
     path("sessions/<str:sid>/instances/<str:iid>/ports/", ports_api.open_port),
     path("sessions/<str:sid>/check/", labs_api.session_check),
     path("sessions/<str:sid>/lab/", labs_api.session_lab),
+    path("sessions/<str:sid>/skip/", labs_api.session_skip),
     path("labs/", labs_api.labs),
     path("labs/<slug:slug>/", labs_api.lab),
     path("labs/<slug:slug>/progress/", labs_api.lab_progress),
@@ -32,6 +34,7 @@ api_urls = [
     path("classrooms/<str:cid>/roster/", classrooms_api.roster),
     path("classrooms/<str:cid>/message/", classrooms_api.message),
     path("classrooms/<str:cid>/time/", classrooms_api.extra_time),
+    path("classrooms/<str:cid>/fast-forward/", classrooms_api.fast_forward),
     path("images/", api.images),
     path("templates/", api.templates),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -51,6 +54,7 @@ urlpatterns = [
     path("classrooms/<str:cid>/sessions/<str:sid>/", classrooms_pages.watch, name="classroom-watch"),
     path("join/<str:token>/", classrooms_pages.join_by_invite, name="join-invite"),
     path("healthz", api.healthz),
+    path("metrics", metrics_views.metrics),  # PLAYGROUND_METRICS_ALLOW only
     path("api/", include(api_urls)),
     path("admin/login/", accounts_views.admin_login),  # throttled; before the admin's own
     path("admin/", admin.site.urls),

@@ -62,7 +62,7 @@ import importlib
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 LABEL_DEPLOYMENT = "playground.deployment"
 LABEL_KIND = "playground.kind"
@@ -140,7 +140,7 @@ class InstanceSpec:
     image: str
     """Engine image reference, e.g. ``playground-shell:latest``."""
     hostname: str
-    network: dict | None
+    network: dict[str, Any] | None
     """State returned by ``create_network``, or None for a pooled instance that
     joins a network later through ``connect_instance``."""
     limits: Limits = field(default_factory=Limits)
@@ -160,7 +160,7 @@ class InstanceSpec:
 
 @dataclass(frozen=True)
 class Created:
-    state: dict
+    state: dict[str, Any]
     """Opaque driver state of the new instance."""
     ip: str | None
     """Address on its session network (None while it has none)."""
@@ -314,7 +314,7 @@ class Driver:
         raise NotImplementedError
 
     # -- networks -----------------------------------------------------------
-    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict[str, Any]:
         """Create (or find) the private network named by ``key``; return its state.
 
         Idempotent: a second call with the same key returns the same network.
@@ -324,7 +324,7 @@ class Driver:
         """
         raise NotImplementedError
 
-    def remove_network(self, network: dict) -> None:
+    def remove_network(self, network: dict[str, Any]) -> None:
         """Remove a network; disconnects nothing (remove instances first). Idempotent."""
         raise NotImplementedError
 
@@ -338,7 +338,7 @@ class Driver:
         """
         raise NotImplementedError
 
-    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+    def connect_instance(self, state: dict[str, Any], network: dict[str, Any], *, hostname: str) -> Created:
         """Join a (pooled) instance to a network under ``hostname``; return new state and ip.
 
         ``hostname`` becomes the instance's name on that network. The name the
@@ -348,21 +348,21 @@ class Driver:
         """
         raise NotImplementedError
 
-    def remove_instance(self, state: dict) -> None:
+    def remove_instance(self, state: dict[str, Any]) -> None:
         """Kill and remove the instance and its volumes. Idempotent."""
         raise NotImplementedError
 
-    def inspect(self, state: dict) -> InstanceStatus:
+    def inspect(self, state: dict[str, Any]) -> InstanceStatus:
         raise NotImplementedError
 
-    def usable(self, state: dict) -> bool:
+    def usable(self, state: dict[str, Any]) -> bool:
         """Whether the instance could be handed to a learner now: it runs and,
         for a nested-Docker one, its inner engine answers (as when
         ``create_instance`` returned). For instances that waited a while (the
         hot-start pool); never raises."""
         raise NotImplementedError
 
-    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+    def exec(self, state: dict[str, Any], command: str, *, timeout: float = 30.0) -> ExecResult:
         """Run ``sh -c command`` as root in the instance and wait for it.
 
         Past ``timeout`` seconds, returns exit code 124 with the output so far
@@ -374,12 +374,12 @@ class Driver:
         """
         raise NotImplementedError
 
-    def put_file(self, state: dict, path: str, data: bytes) -> None:
+    def put_file(self, state: dict[str, Any], path: str, data: bytes) -> None:
         """Write ``data`` to absolute ``path`` (root-owned, mode 0644), creating
         missing parent directories (0755) and leaving existing ones as they are."""
         raise NotImplementedError
 
-    def get_file(self, state: dict, path: str) -> bytes:
+    def get_file(self, state: dict[str, Any], path: str) -> bytes:
         """Read the regular file at absolute ``path`` (symbolic links followed).
 
         Raises ``NotFound`` if there is no such file, ``DriverError(permanent=True)``
@@ -388,7 +388,7 @@ class Driver:
         raise NotImplementedError
 
     # -- ports --------------------------------------------------------------
-    def listening_ports(self, state: dict) -> list[int]:
+    def listening_ports(self, state: dict[str, Any]) -> list[int]:
         """The TCP ports something in the instance listens on at an address
         reachable from beside it (any address but loopback), sorted, each
         once: its own servers' and those that nested containers publish
@@ -398,14 +398,14 @@ class Driver:
         raise NotImplementedError
 
     # -- stats ---------------------------------------------------------------
-    def stats(self, state: dict) -> InstanceStats:
+    def stats(self, state: dict[str, Any]) -> InstanceStats:
         """CPU time and memory the instance used so far, cheaply (one
         engine call). Raises ``NotFound`` if the instance is gone,
         ``NotRunning`` if it does not run."""
         raise NotImplementedError
 
     # -- the terminal -------------------------------------------------------
-    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+    def attach(self, state: dict[str, Any], *, replay: bool = False) -> TerminalStream:
         """Attach to the instance's own TTY: input goes to its shell, output
         comes live. Many attachments to one instance share the TTY; closing
         one leaves the instance running. The stream ends (``recv`` gives
@@ -420,11 +420,11 @@ class Driver:
         may lose or repeat a few lines there."""
         raise NotImplementedError
 
-    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+    def resize(self, state: dict[str, Any], *, cols: int, rows: int) -> None:
         """Set the TTY's size (a new TTY may be 0x0 until the first resize)."""
         raise NotImplementedError
 
-    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+    def recent_output(self, state: dict[str, Any], *, max_bytes: int) -> bytes:
         """The last ``max_bytes`` (at most) of the TTY's output, for replay;
         when cut, it starts at a line boundary rather than mid-sequence."""
         raise NotImplementedError
@@ -495,12 +495,12 @@ def _is_loopback(address: str) -> bool:
     raise ValueError(f"not an address: {address!r}")
 
 
-def load_driver(path: str, **kwargs: object) -> Driver:
+def load_driver(path: str, **kwargs: Any) -> Driver:
     """Import the driver class at dotted ``path`` and build it with ``kwargs``."""
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
         raise ImportError(f"driver path {path!r} is not a dotted path")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Driver)):
-        raise ImportError(f"{path!r} is not a sandboxes.base.Driver")
+        raise ImportError(f"{path!r} is not a sandboxes.base.Driver")  # noqa: TRY004 - settings name the driver: a bad path is an import problem
     return cls(**kwargs)

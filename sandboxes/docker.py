@@ -81,6 +81,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import docker
 import docker.errors
@@ -98,8 +99,8 @@ from .base import (
     Driver,
     DriverError,
     EngineEvent,
-    HostCapacity,
     ExecResult,
+    HostCapacity,
     InstanceSpec,
     InstanceStats,
     InstanceStatus,
@@ -110,6 +111,31 @@ from .base import (
     TerminalStream,
     parse_listening,
 )
+
+if TYPE_CHECKING:
+
+    class _APIClient(docker.APIClient):
+        """What the driver calls of docker-py's ``APIClient`` beyond its
+        public API (the raw HTTP helpers behind exec start, ``/_ping``, the
+        archive and log endpoints), which types-docker leaves out; and
+        ``create_container_from_config``, which it leaves untyped."""
+
+        def _url(self, pathfmt: str, *args: str, versioned_api: bool = True) -> str: ...
+        def _get(self, url: str, **kwargs: Any) -> requests.Response: ...
+        def _post(self, url: str, **kwargs: Any) -> requests.Response: ...
+        def _put(self, url: str, **kwargs: Any) -> requests.Response: ...
+        def _post_json(self, url: str, data: Any, **kwargs: Any) -> requests.Response: ...
+        def _raise_for_status(self, response: requests.Response) -> None: ...
+        def _result(self, response: requests.Response, json: bool = False, binary: bool = False) -> Any: ...
+        def _stream_helper(
+            self, response: requests.Response, decode: bool = False
+        ) -> Iterator[dict[str, Any]]: ...
+        def create_container_from_config(
+            self, config: dict[str, Any], name: str | None = None, platform: str | None = None
+        ) -> dict[str, Any]: ...
+
+else:
+    _APIClient = docker.APIClient
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +229,11 @@ class DockerDriver(Driver):
             raise DriverError(f"bad lab host url {url!r}: {exc}", permanent=True) from exc
 
     # -- steps: the client and names ------------------------------------------
-    def _make_client(self) -> docker.APIClient:
-        client = docker.APIClient(
+    def _make_client(self) -> _APIClient:
+        client = _APIClient(
             base_url=self.url,
             version=self.api_version,
-            timeout=self.timeout,
+            timeout=self.timeout,  # type: ignore[arg-type]  # requests takes a float; types-docker says int
             max_pool_size=self.pool_size,
             tls=self._tls(),
         )
@@ -307,7 +333,7 @@ class DockerDriver(Driver):
         return parse_meminfo(result.output.decode(errors="replace")) if result.exit_code == 0 else None
 
     # -- networks ---------------------------------------------------------------
-    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict[str, Any]:
         if egress and isolated:
             raise DriverError("a network cannot both have egress and be isolated", permanent=True)
         name = self.network_name(key)
@@ -348,9 +374,9 @@ class DockerDriver(Driver):
         theirs_isolated = (info.get("Options") or {}).get(_ICC_OPTION) == "false"
         if bool(info.get("Internal")) == egress or theirs_isolated != isolated:
             raise DriverError(f"network {name} exists with another egress policy", permanent=True)
-        return info["Id"]
+        return cast(str, info["Id"])
 
-    def remove_network(self, network: dict) -> None:
+    def remove_network(self, network: dict[str, Any]) -> None:
         with self._engine_errors(f"remove network {network.get('name')}"):
             try:
                 self.api.remove_network(network["id"])
@@ -398,11 +424,12 @@ class DockerDriver(Driver):
         networking = None
         if network_name:
             networking = self.api.create_networking_config(
-                {network_name: self.api.create_endpoint_config(aliases=[spec.hostname])}
+                # docker-py takes {network: endpoint}; types-docker says one endpoint
+                {network_name: self.api.create_endpoint_config(aliases=[spec.hostname])}  # type: ignore[arg-type]
             )
         config = self.api.create_container_config(
             spec.image,
-            None,
+            None,  # type: ignore[arg-type]  # no command: the image's own (types-docker wants one)
             hostname=spec.hostname,
             tty=True,
             stdin_open=True,
@@ -410,7 +437,7 @@ class DockerDriver(Driver):
             # the web tier, and nothing else on the network, use the terminal.
             environment={"TERM": "xterm-256color", **spec.env, RELAY_TOKEN: secrets.token_urlsafe(24)},
             labels=labels,
-            host_config=self._host_config(spec),
+            host_config=self._host_config(spec),  # type: ignore[arg-type]  # a HostConfig is a dict
             networking_config=networking,
         )
         # docker-py sets StdinOnce with stdin_open: the engine would then close
@@ -427,7 +454,7 @@ class DockerDriver(Driver):
                 raise
             # A retry after a lost answer: the container is ours already.
             return self._adopt_container(name, labels)
-        return created["Id"]
+        return cast(str, created["Id"])
 
     def _instance_labels(self, spec: InstanceSpec) -> dict[str, str]:
         labels = {
@@ -440,7 +467,7 @@ class DockerDriver(Driver):
             labels[LABEL_DISK_QUOTA] = str(spec.limits.disk_bytes)
         return labels
 
-    def _host_config(self, spec: InstanceSpec) -> dict:
+    def _host_config(self, spec: InstanceSpec) -> dict[str, Any]:
         """Limits and confinement; override to grant an image more (nested Docker)."""
         if spec.nested_docker:
             return self._nested_docker_host_config(spec)
@@ -452,7 +479,7 @@ class DockerDriver(Driver):
             memswap_limit=limits.memory_bytes,  # equal: no swap
             nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids,
-            log_config=self._log_config(limits.log_max_bytes),
+            log_config=self._log_config(limits.log_max_bytes),  # type: ignore[arg-type]  # docker-py takes a dict
             storage_opt=self._storage_opt(spec),
             # Every capability goes but the few a learner's shell uses. The
             # engine's default seccomp profile, AppArmor profile and masked
@@ -468,7 +495,7 @@ class DockerDriver(Driver):
     inner_engine_timeout = 30.0
     inner_engine_volume_path = "/var/lib/docker"
 
-    def _nested_docker_host_config(self, spec: InstanceSpec) -> dict:
+    def _nested_docker_host_config(self, spec: InstanceSpec) -> dict[str, Any]:
         """Every capability of the instance's user namespace but SYS_RESOURCE
         (the kernel grants it to no container here), no AppArmor, a seccomp
         profile of its own (``sandboxes/seccomp/nested-docker.json``: what
@@ -486,7 +513,7 @@ class DockerDriver(Driver):
             memswap_limit=limits.memory_bytes,  # equal: no swap
             nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids,  # nested containers count too
-            log_config=self._log_config(limits.log_max_bytes),
+            log_config=self._log_config(limits.log_max_bytes),  # type: ignore[arg-type]  # docker-py takes a dict
             cap_add=["ALL"],
             cap_drop=["SYS_RESOURCE"],
             # No no-new-privileges: it would be inherited by every nested
@@ -603,7 +630,7 @@ class DockerDriver(Driver):
         for volume in volumes:
             try:
                 self.api.remove_volume(volume, force=True)
-            except Exception:  # the original error matters more
+            except Exception:  # noqa: BLE001, S110 - the original error matters more
                 pass
 
     def _remove_volume(self, volume: str) -> None:
@@ -627,7 +654,7 @@ class DockerDriver(Driver):
                 permanent=False,
             )
 
-    def _log_config(self, max_bytes: int) -> dict:
+    def _log_config(self, max_bytes: int) -> dict[str, Any]:
         """Two files of half the cap each: the disk use stays within the cap and,
         unlike one file (emptied when it rotates), the replay always has at
         least half of it."""
@@ -639,12 +666,12 @@ class DockerDriver(Driver):
         theirs = info["Config"].get("Labels") or {}
         if any(theirs.get(k) != v for k, v in labels.items()):
             raise DriverError(f"container {name} exists but is not this instance", permanent=True)
-        return info["Id"]
+        return cast(str, info["Id"])
 
     def _start_container(self, container_id: str) -> None:
         self.api.start(container_id)  # starting a running container is a no-op
 
-    def _check_started(self, name: str, info: dict) -> None:
+    def _check_started(self, name: str, info: dict[str, Any]) -> None:
         state = info["State"]
         if not state.get("Running"):
             error = f", {state['Error']}" if state.get("Error") else ""
@@ -658,10 +685,10 @@ class DockerDriver(Driver):
         """Best-effort removal of a container that failed to start."""
         try:
             self.api.remove_container(container_id, force=True, v=True)
-        except Exception:  # the original error matters more
+        except Exception:  # noqa: BLE001, S110 - the original error matters more
             pass
 
-    def _instance_state(self, info: dict, network: dict | None, hostname: str) -> dict:
+    def _instance_state(self, info: dict[str, Any], network: dict[str, Any] | None, hostname: str) -> dict[str, Any]:
         state = {
             "id": info["Id"],
             "name": info["Name"].lstrip("/"),
@@ -674,12 +701,12 @@ class DockerDriver(Driver):
         return state
 
     @staticmethod
-    def _ip(info: dict, state: dict) -> str | None:
+    def _ip(info: dict[str, Any], state: dict[str, Any]) -> str | None:
         networks = info.get("NetworkSettings", {}).get("Networks") or {}
         endpoint = networks.get(state.get("network") or "")
         return (endpoint or {}).get("IPAddress") or None
 
-    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+    def connect_instance(self, state: dict[str, Any], network: dict[str, Any], *, hostname: str) -> Created:
         container_id = state["id"]
         with self._engine_errors(f"connect instance {state.get('name')}"):
             if state.get("network") is None:
@@ -703,7 +730,7 @@ class DockerDriver(Driver):
             if "is not connected" not in str(exc.explanation):
                 raise
 
-    def remove_instance(self, state: dict) -> None:
+    def remove_instance(self, state: dict[str, Any]) -> None:
         with self._engine_errors(f"remove instance {state.get('name')}"):
             self._remove_container(state["id"])
             for volume in state.get("volumes") or ():
@@ -719,7 +746,7 @@ class DockerDriver(Driver):
             if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
                 raise
 
-    def inspect(self, state: dict) -> InstanceStatus:
+    def inspect(self, state: dict[str, Any]) -> InstanceStatus:
         with self._engine_errors(f"inspect instance {state.get('name')}"):
             try:
                 info = self.api.inspect_container(state["id"])
@@ -741,7 +768,7 @@ class DockerDriver(Driver):
         )
 
     # -- exec -------------------------------------------------------------------
-    def usable(self, state: dict) -> bool:
+    def usable(self, state: dict[str, Any]) -> bool:
         try:
             if state.get("nested_docker"):  # an exec needs a running instance: it asks both
                 return self.exec(state, _INNER_ENGINE_WAIT.format(seconds=2), timeout=10).exit_code == 0
@@ -749,7 +776,7 @@ class DockerDriver(Driver):
         except DriverError:
             return False
 
-    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+    def exec(self, state: dict[str, Any], command: str, *, timeout: float = 30.0) -> ExecResult:
         name = state.get("name")
         deadline = time.monotonic() + timeout
         with self._engine_errors(f"exec in instance {name}"):
@@ -784,7 +811,7 @@ class DockerDriver(Driver):
             if exc.status_code == 409:
                 raise NotRunning(f"instance is not running: {exc.explanation}") from exc
             raise
-        return created["Id"]
+        return cast(str, created["Id"])
 
     def _exec_start(self, exec_id: str) -> requests.Response:
         return self.api._post_json(
@@ -820,7 +847,7 @@ class DockerDriver(Driver):
                 return True
             output.feed(chunk)
 
-    def _exec_result(self, exec_id: str, *, wait: bool) -> dict:
+    def _exec_result(self, exec_id: str, *, wait: bool) -> dict[str, Any]:
         """``exec_inspect``; after the stream ended, wait briefly for the exit code
         (the engine records it just after closing the stream)."""
         info = self.api.exec_inspect(exec_id)
@@ -837,7 +864,7 @@ class DockerDriver(Driver):
             return
         try:
             self._detached(container_id, f"kill -9 -{pid} 2>/dev/null || kill -9 {pid}")
-        except Exception:  # the timeout is the answer; a survivor is bounded by limits
+        except Exception:  # noqa: BLE001, S110 - the timeout is the answer; a survivor is bounded by limits
             pass
 
     def _detached(self, container_id: str, script: str) -> None:
@@ -846,7 +873,7 @@ class DockerDriver(Driver):
         self.api.exec_start(created["Id"], detach=True)
 
     # -- files ------------------------------------------------------------------
-    def put_file(self, state: dict, path: str, data: bytes) -> None:
+    def put_file(self, state: dict[str, Any], path: str, data: bytes) -> None:
         path = _check_path(path)
         with self._engine_errors(f"write {path} in instance {state.get('name')}"):
             response = self.api._put(
@@ -866,7 +893,7 @@ class DockerDriver(Driver):
                     error.permanent = True
                 raise error from exc
 
-    def get_file(self, state: dict, path: str) -> bytes:
+    def get_file(self, state: dict[str, Any], path: str) -> bytes:
         path = _check_path(path)
         with self._engine_errors(f"read {path} in instance {state.get('name')}"):
             for _ in range(8):  # symbolic links followed
@@ -888,7 +915,7 @@ class DockerDriver(Driver):
                 return _file_in_tar(archive, path)
         raise DriverError(f"too many symbolic links at {path}", permanent=True)
 
-    def _check_readable(self, path: str, stat: dict) -> None:
+    def _check_readable(self, path: str, stat: dict[str, Any]) -> None:
         if stat["mode"] & _MODE_DIR:
             raise DriverError(f"{path} is a directory", permanent=True)
         if stat["mode"] & _MODE_TYPE:
@@ -897,7 +924,7 @@ class DockerDriver(Driver):
             raise DriverError(f"{path} is larger than {self.file_size_limit} bytes", permanent=True)
 
     # -- ports ------------------------------------------------------------------
-    def listening_ports(self, state: dict) -> list[int]:
+    def listening_ports(self, state: dict[str, Any]) -> list[int]:
         # One exec: the kernel's socket tables of the instance's network
         # namespace (nested containers' published ports included, as
         # docker-proxy listens there). ``ss`` or ``netstat`` may be missing.
@@ -907,7 +934,7 @@ class DockerDriver(Driver):
         ports = parse_listening(tables.decode("ascii", "replace"))
         return [port for port in ports if port != state.get("relay")]
 
-    def _relay_socket_tables(self, state: dict) -> bytes | None:
+    def _relay_socket_tables(self, state: dict[str, Any]) -> bytes | None:
         """The socket tables as the instance's relay reads them (its mode
         ``P``): a TCP connection, where an exec costs the engine a runtime
         call per instance per scan. None when the relay cannot be reached on
@@ -928,7 +955,7 @@ class DockerDriver(Driver):
         return data if complete else None
 
     # -- stats ------------------------------------------------------------------
-    def stats(self, state: dict) -> InstanceStats:
+    def stats(self, state: dict[str, Any]) -> InstanceStats:
         # One-shot (API 1.41): the engine answers at once with one sample,
         # instead of waiting a second for a second one.
         with self._engine_errors(f"stats of instance {state.get('name')}"):
@@ -941,12 +968,12 @@ class DockerDriver(Driver):
         return parse_stats(info, name=str(state.get("name")))
 
     # -- the terminal -----------------------------------------------------------
-    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+    def attach(self, state: dict[str, Any], *, replay: bool = False) -> TerminalStream:
         if state.get("relay"):
             return self._attach_relay(state, "R" if replay else "L")
         return self._attach_engine(state, replay=replay)
 
-    def _attach_relay(self, state: dict, mode: str) -> TerminalStream:
+    def _attach_relay(self, state: dict[str, Any], mode: str) -> socket.socket | DockerTerminal:
         """The instance's relay: on its address, else through an exec."""
         with self._engine_errors(f"attach to instance {state.get('name')}"):
             info = self.api.inspect_container(state["id"])
@@ -960,7 +987,7 @@ class DockerDriver(Driver):
             sock.settimeout(None)  # a quiet terminal is not an error
             return sock
 
-    def _relay_connect(self, info: dict, state: dict, mode: str) -> socket.socket | None:
+    def _relay_connect(self, info: dict[str, Any], state: dict[str, Any], mode: str) -> socket.socket | None:
         """A connection to the container's relay on one of its addresses, the
         hello (key and ``mode``) sent; None if it has no relay or none answers."""
         relay = _relay_of(info)
@@ -981,7 +1008,7 @@ class DockerDriver(Driver):
             return sock
         return None
 
-    def _attach_relay_exec(self, state: dict, mode: str) -> TerminalStream:
+    def _attach_relay_exec(self, state: dict[str, Any], mode: str) -> socket.socket | DockerTerminal:
         """The relay through the engine (an instance the web tier cannot reach,
         such as one on no network, or on another lab host): a client of it
         exec'd in the instance.
@@ -1022,7 +1049,7 @@ class DockerDriver(Driver):
 
         threading.Thread(target=stop, name="relay-client-stop", daemon=True).start()
 
-    def _attach_engine(self, state: dict, *, replay: bool) -> TerminalStream:
+    def _attach_engine(self, state: dict[str, Any], *, replay: bool) -> socket.socket | DockerTerminal:
         with self._engine_errors(f"attach to instance {state.get('name')}"):
             response = self.api._post(
                 self.api._url("/containers/{0}/attach", state["id"]),
@@ -1051,11 +1078,11 @@ class DockerDriver(Driver):
             return _ended_stream()
         return terminal
 
-    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+    def resize(self, state: dict[str, Any], *, cols: int, rows: int) -> None:
         with self._engine_errors(f"resize the terminal of {state.get('name')}"):
             self.api.resize(state["id"], height=rows, width=cols)
 
-    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+    def recent_output(self, state: dict[str, Any], *, max_bytes: int) -> bytes:
         if max_bytes <= 0:
             return b""
         if state.get("relay"):
@@ -1069,7 +1096,7 @@ class DockerDriver(Driver):
                 data = self._log_tail(state["id"], "all")
         return _tail_from_line(data, max_bytes)
 
-    def _relay_kept(self, state: dict) -> bytes:
+    def _relay_kept(self, state: dict[str, Any]) -> bytes:
         """What the relay keeps of the recent output (its mode ``O``)."""
         stream = self._attach_relay(state, "O")
         try:
@@ -1114,7 +1141,7 @@ class DockerDriver(Driver):
                         usage[instance_id] += size
         return usage
 
-    def _unlimited_disk_usage(self, filters: dict) -> dict[str, int]:
+    def _unlimited_disk_usage(self, filters: dict[str, Any]) -> dict[str, int]:
         """On a btrfs engine, only the instances it does not limit (made
         without ``disk_bytes``): the engine sizes a btrfs writable layer by
         comparing it with its image file by file (seconds per instance), so
@@ -1243,7 +1270,7 @@ class DockerEvents:
     """An ``EventStream`` over the engine's ``/events``. ``close`` from another
     thread shuts the socket down, which ends the iteration."""
 
-    def __init__(self, decoded: Iterator[dict], response: requests.Response) -> None:
+    def __init__(self, decoded: Iterator[dict[str, Any]], response: requests.Response) -> None:
         self._decoded = decoded
         self._response = response
         self._oom: set[str] = set()
@@ -1261,7 +1288,7 @@ class DockerEvents:
         finally:
             self.close()
 
-    def _event(self, raw: dict) -> EngineEvent | None:
+    def _event(self, raw: dict[str, Any]) -> EngineEvent | None:
         kind = _EVENT_KINDS.get(raw.get("Action") or raw.get("status") or "")
         actor = raw.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
@@ -1292,7 +1319,7 @@ class DockerEvents:
             # docker-py's own cancel: it shuts the socket down, which wakes a
             # thread blocked reading it (a plain close does not).
             docker.types.CancellableStream(iter(()), self._response).close()
-        except Exception:  # noqa: BLE001 - already gone, or a transport it cannot cancel
+        except Exception:  # noqa: BLE001, S110 - already gone, or a transport it cannot cancel
             pass
         self._response.close()
 
@@ -1315,7 +1342,7 @@ class _Hijacked:
 
     def __init__(self, response: requests.Response) -> None:
         self._response = response  # keeps TLS sockets from being collected
-        reader = response.raw._fp.fp  # the BufferedReader http.client parsed
+        reader = cast(Any, response.raw)._fp.fp  # the BufferedReader http.client parsed
         sock = reader.raw._sock
         self.sock: socket.socket = sock
         self._pending = _drain_buffer(reader, sock)
@@ -1353,7 +1380,7 @@ class _Hijacked:
             pass
         try:
             self._response.close()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
             pass
         self.sock.close()
 
@@ -1455,7 +1482,7 @@ _INNER_ENGINE_WAIT = (
 )
 
 
-def _relay_of(info: dict) -> tuple[int, str] | None:
+def _relay_of(info: dict[str, Any]) -> tuple[int, str] | None:
     """(port, token) of a container's terminal relay, from its image's label
     and its environment; None for an image without one."""
     config = info.get("Config") or {}
@@ -1466,7 +1493,12 @@ def _relay_of(info: dict) -> tuple[int, str] | None:
     return int(port), token
 
 
-def _read_to_end(stream, seconds: float, limit: int = RELAY_READ_LIMIT) -> tuple[bytes, bool]:
+class _Receiver(Protocol):
+    def settimeout(self, value: float | None, /) -> None: ...
+    def recv(self, size: int, /) -> bytes: ...
+
+
+def _read_to_end(stream: _Receiver, seconds: float, limit: int = RELAY_READ_LIMIT) -> tuple[bytes, bool]:
     """What ``stream`` sends until it closes, for ``seconds`` at most and
     ``limit`` bytes at most (what an instance sends is the learner's to
     choose: it must not fill the web tier's memory or hold a thread); and
@@ -1485,7 +1517,7 @@ def _read_to_end(stream, seconds: float, limit: int = RELAY_READ_LIMIT) -> tuple
     return bytes(data), False
 
 
-def _addresses(info: dict, state: dict) -> list[str]:
+def _addresses(info: dict[str, Any], state: dict[str, Any]) -> list[str]:
     """The container's addresses, that of the session's network first."""
     networks = info.get("NetworkSettings", {}).get("Networks") or {}
     named = sorted(networks.items(), key=lambda item: item[0] != state.get("network"))
@@ -1576,9 +1608,9 @@ def _tar_of(path: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _path_stat(response: requests.Response) -> dict:
+def _path_stat(response: requests.Response) -> dict[str, Any]:
     try:
-        stat = json.loads(b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+        stat: dict[str, Any] = json.loads(b64decode(response.headers["X-Docker-Container-Path-Stat"]))
         int(stat["mode"]), int(stat["size"])
         return stat
     except (KeyError, TypeError, ValueError) as exc:
@@ -1617,7 +1649,7 @@ def parse_meminfo(text: str) -> int | None:
     return None
 
 
-def parse_stats(info: dict, *, name: str = "") -> InstanceStats:
+def parse_stats(info: dict[str, Any], *, name: str = "") -> InstanceStats:
     """``InstanceStats`` from the engine's stats answer (cgroup v1 or v2)."""
     cpu = (info.get("cpu_stats") or {}).get("cpu_usage") or {}
     memory = info.get("memory_stats") or {}

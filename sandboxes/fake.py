@@ -24,7 +24,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from .base import (
     LABEL_DEPLOYMENT,
@@ -35,9 +37,9 @@ from .base import (
     Driver,
     DriverError,
     EngineEvent,
-    HostCapacity,
     EventKind,
     ExecResult,
+    HostCapacity,
     InstanceSpec,
     InstanceStats,
     InstanceStatus,
@@ -121,19 +123,19 @@ class _Host:
         # What capacity() answers; tests set another.
         self.capacity = HostCapacity(memory_bytes=64 * 1024**3, cpus=16.0)
 
-    def emit(self, instance: _Instance, kind: EventKind, **fields: object) -> None:
+    def emit(self, instance: _Instance, kind: EventKind, **fields: Any) -> None:
         event = EngineEvent(instance_id=instance.labels[LABEL_INSTANCE], kind=kind, at=time.time(), **fields)
         with self.changed:
             self.events.append((instance.labels[LABEL_DEPLOYMENT], event))
             self.changed.notify_all()
 
-    def instance(self, state: dict) -> _Instance:
+    def instance(self, state: dict[str, Any]) -> _Instance:
         found = self.instances.get(state.get("id", ""))
         if found is None:
             raise NotFound(f"no such instance: {state.get('name')}")
         return found
 
-    def running(self, state: dict) -> _Instance:
+    def running(self, state: dict[str, Any]) -> _Instance:
         instance = self.instance(state)
         if not instance.running:
             raise NotRunning(f"instance {instance.name} is not running")
@@ -178,7 +180,7 @@ class FakeDriver(Driver):
         super().__init__(url=url, deployment=deployment, **options)
         images = options.get("images")
         known = isinstance(images, (list, tuple, set, frozenset)) and images
-        self.images: frozenset[str] | None = frozenset(images) if known else None
+        self.images: frozenset[str] | None = frozenset(cast("Iterable[str]", images)) if known else None
         self.host = _host(url)
 
     def _name(self, part: str) -> str:
@@ -210,7 +212,7 @@ class FakeDriver(Driver):
         return self.host.capacity
 
     # -- networks ---------------------------------------------------------------
-    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict[str, Any]:
         if egress and isolated:
             raise DriverError("a network cannot both have egress and be isolated", permanent=True)
         name = self._name(key)
@@ -238,7 +240,7 @@ class FakeDriver(Driver):
                 )
         return {"id": network.id, "name": name, "key": key}
 
-    def remove_network(self, network: dict) -> None:
+    def remove_network(self, network: dict[str, Any]) -> None:
         with self.host.lock:
             found = self.host.networks.get(network.get("name", ""))
             if found is None or found.id != network.get("id"):
@@ -294,7 +296,7 @@ class FakeDriver(Driver):
             state["volumes"] = volumes
         return Created(state=state, ip=instance.ip)
 
-    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+    def connect_instance(self, state: dict[str, Any], network: dict[str, Any], *, hostname: str) -> Created:
         with self.host.lock:
             instance = self.host.instance(state)
             if network.get("name") not in self.host.networks:
@@ -305,7 +307,7 @@ class FakeDriver(Driver):
             ip = instance.ip
         return Created(state={**state, "network": network["name"], "hostname": hostname}, ip=ip)
 
-    def remove_instance(self, state: dict) -> None:
+    def remove_instance(self, state: dict[str, Any]) -> None:
         with self.host.lock:
             instance = self.host.instances.pop(state.get("id", ""), None)
             if instance is not None:
@@ -316,7 +318,7 @@ class FakeDriver(Driver):
             for volume in state.get("volumes") or ():
                 self.host.volumes.pop(volume, None)
 
-    def inspect(self, state: dict) -> InstanceStatus:
+    def inspect(self, state: dict[str, Any]) -> InstanceStatus:
         with self.host.lock:
             instance = self.host.instances.get(state.get("id", ""))
             if instance is None:
@@ -327,18 +329,18 @@ class FakeDriver(Driver):
                 state="stopped", exit_code=instance.exit_code, reason=instance.reason
             )
 
-    def usable(self, state: dict) -> bool:
+    def usable(self, state: dict[str, Any]) -> bool:
         with self.host.lock:
             instance = self.host.instances.get(state.get("id", ""))
             return instance is not None and instance.running and not instance.inner_engine_down
 
-    def stop_inner_engine(self, state: dict) -> None:
+    def stop_inner_engine(self, state: dict[str, Any]) -> None:
         """Test helper: a nested-Docker instance's inner engine stops (it runs on)."""
         with self.host.lock:
             self.host.instance(state).inner_engine_down = True
 
     def stop_instance(
-        self, state: dict, *, exit_code: int = 137, reason: str = "OOMKilled"
+        self, state: dict[str, Any], *, exit_code: int = 137, reason: str = "OOMKilled"
     ) -> None:
         """Test helper: the instance stops by itself; its terminals close."""
         with self.host.lock:
@@ -366,13 +368,13 @@ class FakeDriver(Driver):
                         _close_terminals(instance)
             self.host.events.clear()
 
-    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+    def exec(self, state: dict[str, Any], command: str, *, timeout: float = 30.0) -> ExecResult:
         with self.host.lock:
             hostname = self.host.running(state).hostname
         exit_code, output = self.handle_exec(hostname, command)
         return ExecResult(exit_code=exit_code, output=output[: self.exec_output_limit])
 
-    def put_file(self, state: dict, path: str, data: bytes) -> None:
+    def put_file(self, state: dict[str, Any], path: str, data: bytes) -> None:
         path = _check_path(path)
         with self.host.lock:
             instance = self.host.instance(state)
@@ -387,7 +389,7 @@ class FakeDriver(Driver):
                 parent = posixpath.dirname(parent)
             instance.files[path] = bytes(data)
 
-    def get_file(self, state: dict, path: str) -> bytes:
+    def get_file(self, state: dict[str, Any], path: str) -> bytes:
         path = _check_path(path)
         with self.host.lock:
             instance = self.host.instance(state)
@@ -401,11 +403,11 @@ class FakeDriver(Driver):
         return data
 
     # -- ports ------------------------------------------------------------------
-    def listening_ports(self, state: dict) -> list[int]:
+    def listening_ports(self, state: dict[str, Any]) -> list[int]:
         with self.host.lock:
             return sorted(self.host.running(state).listening)
 
-    def stats(self, state: dict) -> InstanceStats:
+    def stats(self, state: dict[str, Any]) -> InstanceStats:
         with self.host.lock:
             instance = self.host.running(state)
             return InstanceStats(cpu_ns=instance.cpu_ns, memory_bytes=instance.memory_bytes,
@@ -414,7 +416,7 @@ class FakeDriver(Driver):
     clock = staticmethod(time.time)
     """When ``stats`` says it sampled (tests set their own)."""
 
-    def use(self, state: dict, *, cpu_ns: int = 0, memory_bytes: int | None = None) -> None:
+    def use(self, state: dict[str, Any], *, cpu_ns: int = 0, memory_bytes: int | None = None) -> None:
         """Stand-in for work in the instance: ``cpu_ns`` more CPU time used,
         and its memory in use now ``memory_bytes``."""
         with self.host.lock:
@@ -423,7 +425,7 @@ class FakeDriver(Driver):
             if memory_bytes is not None:
                 instance.memory_bytes = memory_bytes
 
-    def listen(self, state: dict, *ports: int, stop: bool = False) -> None:
+    def listen(self, state: dict[str, Any], *ports: int, stop: bool = False) -> None:
         """Stand-in for a server starting (or, with ``stop``, ending) in the instance."""
         with self.host.lock:
             listening = self.host.running(state).listening
@@ -433,7 +435,7 @@ class FakeDriver(Driver):
                 listening.update(ports)
 
     # -- the terminal -----------------------------------------------------------
-    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+    def attach(self, state: dict[str, Any], *, replay: bool = False) -> TerminalStream:
         with self.host.lock:
             instance = self.host.instance(state)
             if not instance.running:  # as on Docker: a stream that ends at once
@@ -448,22 +450,22 @@ class FakeDriver(Driver):
         terminal.start()
         return terminal.client
 
-    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+    def resize(self, state: dict[str, Any], *, cols: int, rows: int) -> None:
         with self.host.lock:
             self.host.running(state).size = (cols, rows)
 
-    def drop_terminals(self, state: dict) -> None:
+    def drop_terminals(self, state: dict[str, Any]) -> None:
         """Test helper: every attachment to the instance's TTY ends while the
         instance runs on (a relay letting its clients go, an engine restart)."""
         with self.host.lock:
             _close_terminals(self.host.running(state))
 
-    def terminal_size(self, state: dict) -> tuple[int, int]:
+    def terminal_size(self, state: dict[str, Any]) -> tuple[int, int]:
         """Test helper: (cols, rows) of the instance's TTY."""
         with self.host.lock:
             return self.host.instance(state).size
 
-    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+    def recent_output(self, state: dict[str, Any], *, max_bytes: int) -> bytes:
         with self.host.lock:
             data = bytes(self.host.instance(state).output)
         if max_bytes <= 0:
@@ -552,49 +554,49 @@ class BrokenDriver(Driver):
     def capacity(self) -> HostCapacity:
         raise self._fail()
 
-    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict:
+    def create_network(self, key: str, *, egress: bool = False, isolated: bool = False) -> dict[str, Any]:
         raise self._fail()
 
-    def remove_network(self, network: dict) -> None:
+    def remove_network(self, network: dict[str, Any]) -> None:
         raise self._fail()
 
     def create_instance(self, spec: InstanceSpec) -> Created:
         raise self._fail()
 
-    def connect_instance(self, state: dict, network: dict, *, hostname: str) -> Created:
+    def connect_instance(self, state: dict[str, Any], network: dict[str, Any], *, hostname: str) -> Created:
         raise self._fail()
 
-    def remove_instance(self, state: dict) -> None:
+    def remove_instance(self, state: dict[str, Any]) -> None:
         raise self._fail()
 
-    def inspect(self, state: dict) -> InstanceStatus:
+    def inspect(self, state: dict[str, Any]) -> InstanceStatus:
         raise self._fail()
 
-    def usable(self, state: dict) -> bool:
+    def usable(self, state: dict[str, Any]) -> bool:
         return False
 
-    def exec(self, state: dict, command: str, *, timeout: float = 30.0) -> ExecResult:
+    def exec(self, state: dict[str, Any], command: str, *, timeout: float = 30.0) -> ExecResult:
         raise self._fail()
 
-    def put_file(self, state: dict, path: str, data: bytes) -> None:
+    def put_file(self, state: dict[str, Any], path: str, data: bytes) -> None:
         raise self._fail()
 
-    def get_file(self, state: dict, path: str) -> bytes:
+    def get_file(self, state: dict[str, Any], path: str) -> bytes:
         raise self._fail()
 
-    def listening_ports(self, state: dict) -> list[int]:
+    def listening_ports(self, state: dict[str, Any]) -> list[int]:
         raise self._fail()
 
-    def stats(self, state: dict) -> InstanceStats:
+    def stats(self, state: dict[str, Any]) -> InstanceStats:
         raise self._fail()
 
-    def attach(self, state: dict, *, replay: bool = False) -> TerminalStream:
+    def attach(self, state: dict[str, Any], *, replay: bool = False) -> TerminalStream:
         raise self._fail()
 
-    def resize(self, state: dict, *, cols: int, rows: int) -> None:
+    def resize(self, state: dict[str, Any], *, cols: int, rows: int) -> None:
         raise self._fail()
 
-    def recent_output(self, state: dict, *, max_bytes: int) -> bytes:
+    def recent_output(self, state: dict[str, Any], *, max_bytes: int) -> bytes:
         raise self._fail()
 
     def disk_usage(self) -> dict[str, int]:
@@ -687,7 +689,7 @@ class _EventStream:
             host.streams.add(self)
             host.streams_opened += 1
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[EngineEvent]:
         try:
             while True:
                 with self._host.changed:

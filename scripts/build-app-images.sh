@@ -18,10 +18,11 @@
 # built by scripts/build-images.sh like the sandbox images: an image whose
 # recipe hash label matches is left alone. The recipes are staged first with
 # the files they are made of from the rest of the repository (requirements.txt
-# and pyproject.toml for appbase; the image scripts and sandbox recipes for
-# labhost), so a change to those rebuilds them too. pip cannot reach its index
-# from a container or a chroot here, so the host's pip makes the wheels
-# (cached per requirements hash) and the recipe installs only those.
+# for appbase: the runtime alone, never requirements-dev.txt's test tools; the
+# image scripts and sandbox recipes for labhost), so a change to those
+# rebuilds them too. pip cannot reach its index from a container or a chroot
+# here, so the host's pip makes the wheels (cached per requirements hash) and
+# the recipe installs only those.
 #
 # playground-app is `docker build` of ./Dockerfile on playground-appbase
 # (no network, nothing pulled), labelled with a hash of its inputs (the base's
@@ -73,13 +74,9 @@ trap 'exit 130' INT TERM
 stage_recipes() {
     local staged="$WORK/recipes"
     cp -R "$RECIPES/." "$staged/"
-    # appbase: the direct dependencies of pyproject.toml (no test tools), at
-    # the versions requirements.txt pins.
-    cp "$REPO_ROOT/requirements.txt" "$staged/appbase/constraints.txt"
-    python3 - "$REPO_ROOT/pyproject.toml" > "$staged/appbase/requirements-app.txt" <<'EOF'
-import sys, tomllib
-print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
-EOF
+    # appbase: the runtime's pinned tree, requirements.txt, as it is (the test
+    # tools are in requirements-dev.txt, which no image reads).
+    cp "$REPO_ROOT/requirements.txt" "$staged/appbase/requirements-app.txt"
     local opt="$staged/labhost/rootfs/opt/playground"
     mkdir -p "$opt/scripts" "$opt/sandboxes"
     cp "$REPO_ROOT/scripts/common.sh" "$REPO_ROOT/scripts/build-images.sh" "$opt/scripts/"
@@ -91,7 +88,7 @@ EOF
 # prints their folder.
 wheels() {
     local recipe="$1" hash dir
-    hash="$(cat "$recipe/requirements-app.txt" "$recipe/constraints.txt" | sha256sum | cut -c1-16)"
+    hash="$(sha256sum < "$recipe/requirements-app.txt" | cut -c1-16)"
     dir="$WHEEL_CACHE/$hash"
     if [ ! -f "$dir/.complete" ]; then
         say "app images: making the wheels for requirements $hash (log: $BUILD_DIR/app-wheels.log)" >&2
@@ -102,7 +99,7 @@ wheels() {
         rm -rf "$dir"
         mkdir -p "$dir"
         if ! "$WHEEL_VENV/bin/pip" wheel --disable-pip-version-check -q -w "$dir" \
-                -r "$recipe/requirements-app.txt" -c "$recipe/constraints.txt" >"$BUILD_DIR/app-wheels.log" 2>&1; then
+                -r "$recipe/requirements-app.txt" >"$BUILD_DIR/app-wheels.log" 2>&1; then
             tail -n 25 "$BUILD_DIR/app-wheels.log" >&2
             die "app images: pip wheel failed (full log: $BUILD_DIR/app-wheels.log)"
         fi

@@ -5,6 +5,8 @@
 #
 # Idempotent and quick when nothing changed (every step checks first), so
 # `make up` and `make test` run it every time. Needs root (Debian 12).
+# `setup.sh tools` stops after the packages and the venv: what `make lint`
+# needs (.ci/run lints first, before any engine or service is started).
 #
 # Bring your own parts through the environment:
 #   PLAYGROUND_LAB_HOSTS    set: no local engine is started (images are then
@@ -46,6 +48,7 @@ BASE_PACKAGES=(
     ca-certificates
     make
     nginx                 # the fault tier's proxy in front of two Daphnes (run by the tests, never as a service)
+    shellcheck            # `make lint` checks the shell scripts with it
 )
 # The browser bundle (scripts/build-frontend.sh) needs node and npm; asked for
 # only when they are not on PATH already (Debian's npm is a large install).
@@ -56,7 +59,10 @@ E2E_PACKAGES=(chromium fonts-dejavu-core)
 
 PYTHON="${PLAYGROUND_PYTHON:-python3}"
 VENV="$REPO_ROOT/.venv"
+# The runtime (requirements.txt, all the production image holds) and the test
+# tools (requirements-dev.txt, which includes it): .venv runs both.
 REQUIREMENTS="$REPO_ROOT/requirements.txt"
+REQUIREMENTS_DEV="$REPO_ROOT/requirements-dev.txt"
 
 need_root
 cd "$REPO_ROOT"
@@ -111,7 +117,7 @@ install_packages() {
 setup_venv() {
     with_lock venv
     local want have
-    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    want="$(cat "$REQUIREMENTS" "$REQUIREMENTS_DEV" | sha256sum | cut -d' ' -f1)"
     if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c '' 2>/dev/null; then
         warn "venv: $VENV/bin/python is broken (its Python went away?); recreating"
         rm -rf "$VENV"
@@ -128,8 +134,8 @@ setup_venv() {
         return 0
     fi
     local t0=$SECONDS
-    say "venv: installing requirements.txt"
-    if ! "$VENV/bin/pip" install --disable-pip-version-check -q -r "$REQUIREMENTS" > "$STATE_DIR/pip.log" 2>&1; then
+    say "venv: installing requirements.txt and requirements-dev.txt"
+    if ! "$VENV/bin/pip" install --disable-pip-version-check -q -r "$REQUIREMENTS" -r "$REQUIREMENTS_DEV" > "$STATE_DIR/pip.log" 2>&1; then
         tail -n 25 "$STATE_DIR/pip.log" >&2
         die "venv: pip install failed (full log: $STATE_DIR/pip.log)"
     fi
@@ -140,6 +146,11 @@ setup_venv() {
 mkdir -p "$STATE_DIR"
 install_packages
 setup_venv
+
+if [ "${1:-}" = tools ]; then
+    say "setup: tools done in $((SECONDS - t_start))s (packages and venv only)"
+    exit 0
+fi
 
 if [ -n "${PLAYGROUND_LAB_HOSTS:-}" ]; then
     say "engine: PLAYGROUND_LAB_HOSTS is set, using $PLAYGROUND_LAB_HOSTS (none started)"

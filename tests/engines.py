@@ -48,7 +48,7 @@ class OwnEngine:
 
     def script(self, *args: str, **env: str) -> str:
         done = subprocess.run([*self.prefix, str(ROOT / "scripts" / "engine.sh"), *args], env={**self.env, **env},
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise AssertionError(f"engine.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -135,11 +135,11 @@ class LabHostMachine:
         peer = f"pgfl{self.index}n"
         # What a run killed before its teardown left (a link, a route, a
         # namespace of the same host) is in the way: take it away first.
-        subprocess.run(["ip", "route", "del", self.pool], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
-        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        subprocess.run(["ip", "route", "del", self.pool], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True, check=False)
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
         for stale in [name for name in listed if name.startswith(f"pgfleet{self.index}-")]:
-            subprocess.run(["ip", "netns", "del", stale], capture_output=True)
+            subprocess.run(["ip", "netns", "del", stale], capture_output=True, check=False)
         run("ip", "netns", "add", self.netns)
         run("ip", "link", "add", self.link, "type", "veth", "peer", "name", peer)
         run("ip", "link", "set", peer, "netns", self.netns)
@@ -165,7 +165,7 @@ class LabHostMachine:
             [*self.engine.prefix, str(ROOT / "scripts" / "lab-host.sh"), self.address, f"{self.near}/32",
              str(self.pki)],
             env={**self.engine.env, "PLAYGROUND_LAB_HOST_IMAGES": "shell"},
-            capture_output=True, text=True, timeout=300)
+            capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:
             raise AssertionError(f"lab-host.sh failed:\n{done.stdout}\n{done.stderr}")
         self.printed = done.stdout
@@ -195,12 +195,12 @@ class LabHostMachine:
         self.lost = False
 
     def remove(self) -> None:
-        subprocess.run(["ip", "link", "set", self.link, "up"], capture_output=True)
+        subprocess.run(["ip", "link", "set", self.link, "up"], capture_output=True, check=False)
         try:
             self.engine.script("start")  # a killed one: adopt what is left, to remove it
         except AssertionError:
             pass
         self.engine.remove()
-        subprocess.run(["ip", "route", "del", self.pool], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        subprocess.run(["ip", "route", "del", self.pool], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)

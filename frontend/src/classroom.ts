@@ -13,6 +13,10 @@ interface Entry {
   last_activity: string | null;
   stuck: boolean;
   hand_raised: boolean;
+  /** Steps skipped (a skip or fast-forward ran their solutions): done, not passed. */
+  skipped: number[];
+  /** The session's skip job, while it runs and after it ended; null when there was none. */
+  skip: { state: "queued" | "running" | "done" | "failed"; to: number; by: string; message: string } | null;
 }
 
 const root = document.getElementById("classroom") as HTMLElement;
@@ -61,6 +65,7 @@ function render(): void {
         cell(e.step === null ? "–" : `${e.step} of ${steps}`, "learner-step"),
         cell(String(e.checks_passed), "learner-passed"),
         cell(String(e.checks_failed), "learner-failed"),
+        skippedCell(e),
         cell(ago(e.last_activity), "learner-activity"),
         cell(flags.join(", "), "learner-flags"),
       );
@@ -76,7 +81,14 @@ function render(): void {
         more.className = "btn btn-small learner-time";
         more.textContent = "+15 min";
         more.addEventListener("click", () => void giveTime(15, e.session!));
-        watch.append(link, " ", more);
+        const forward = document.createElement("button");
+        forward.type = "button";
+        forward.className = "btn btn-small learner-forward";
+        forward.textContent = "Fast-forward";
+        forward.title = "Fast-forward this learner to the step chosen above";
+        forward.disabled = e.skip?.state === "queued" || e.skip?.state === "running";
+        forward.addEventListener("click", () => void fastForward(e.session!));
+        watch.append(link, " ", more, " ", forward);
       }
       tr.append(watch);
       return tr;
@@ -85,6 +97,19 @@ function render(): void {
   empty.hidden = entries.length > 0;
   const stuck = entries.filter((e) => e.stuck).length;
   counts.textContent = `${entries.length} joined${stuck ? `, ${stuck} need help` : ""}`;
+}
+
+function skippedCell(e: Entry): HTMLTableCellElement {
+  const td = cell((e.skipped ?? []).join(", ") || "–", "learner-skipped");
+  if (e.skip) {
+    // The skip job's own words: "Skipping step 2 (1 of 2): running its solution...", "Skipped to step 3."
+    const note = document.createElement("small");
+    note.className = "learner-skip";
+    note.dataset.state = e.skip.state;
+    note.textContent = e.skip.message;
+    td.append(document.createElement("br"), note);
+  }
+  return td;
 }
 
 let delay = 1000;
@@ -177,6 +202,32 @@ async function giveTime(minutes: number, sessionId?: string): Promise<void> {
     say(describe(error));
   }
 }
+
+const forwardStep = document.getElementById("fast-forward-step") as HTMLSelectElement | null;
+
+/** Fast-forward one learner (their session) or, without one, every learner. */
+async function fastForward(sessionId?: string): Promise<void> {
+  if (!forwardStep) return;
+  const step = Number(forwardStep.value);
+  try {
+    const body: Record<string, unknown> = { step };
+    if (sessionId) body.session = sessionId;
+    const answer = await api<{ learners: { learner: string; queued: boolean; message: string }[] }>(
+      "POST", `/api/classrooms/${encodeURIComponent(classroomId)}/fast-forward/`, body,
+    );
+    const queued = answer.learners.filter((l) => l.queued).length;
+    const refused = answer.learners.filter((l) => !l.queued).map((l) => `${l.learner}: ${l.message}`);
+    say(`Fast-forwarding ${queued} learner${queued === 1 ? "" : "s"} to step ${step}.`
+      + (refused.length ? ` Not: ${refused.join(" ")}` : ""));
+  } catch (error) {
+    say(describe(error));
+  }
+}
+
+document.getElementById("fast-forward")?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  void fastForward();
+});
 
 document.getElementById("time-all")?.addEventListener("click", () => void giveTime(15));
 

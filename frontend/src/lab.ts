@@ -16,10 +16,15 @@ interface Step {
   instance: string | null;
   has_check: boolean;
   hint: string | null;
+  has_solution: boolean;
+  /** Why this step cannot be skipped past ("step 3 has no solution"), or null. */
+  skip_blocker: string | null;
 }
 
 interface Progress {
   completed: number[];
+  /** Steps skipped (their solution ran, then their check passed): done, not passed. */
+  skipped: number[];
   current: number | null;
   finished: boolean;
 }
@@ -30,6 +35,7 @@ interface Lab {
   intro: string;
   finish: string;
   auto_check: boolean;
+  skippable: boolean;
   steps: Step[];
   progress: Progress;
 }
@@ -41,9 +47,18 @@ interface CheckResult {
   progress: Progress;
 }
 
+interface Skip {
+  state: "queued" | "running" | "done" | "failed";
+  to: number;
+  by: "learner" | "instructor";
+  message: string;
+  output: string;
+}
+
 interface SessionLab {
   setup: { state: "none" | "pending" | "running" | "done" | "failed"; output: string };
   progress: Progress;
+  skip: Skip | null;
 }
 
 const panel = document.getElementById("lab") as HTMLElement;
@@ -58,6 +73,11 @@ const result = $("lab-result");
 const backButton = $<HTMLButtonElement>("lab-back");
 const checkButton = $<HTMLButtonElement>("lab-check");
 const nextButton = $<HTMLButtonElement>("lab-next");
+const skipBar = $("lab-skip");
+const skipSelect = $<HTMLSelectElement>("lab-skip-to");
+const skipButton = $<HTMLButtonElement>("lab-skip-button");
+const skipWhy = $("lab-skip-why");
+const skipStatus = $("lab-skip-status");
 
 let lab: Lab;
 let progress: Progress;
@@ -66,11 +86,14 @@ let view = 0;
 let session: Session = JSON.parse(document.getElementById("session-data")!.textContent!);
 let setupBusy = false;
 let checking = false;
+/** A skip job runs in the session (the learner's, or an instructor's fast-forward). */
+let skipping = false;
 
 // -- rendering -----------------------------------------------------------------------
 
+/** Passed or skipped: either unlocks the next step. */
 function done(step: number): boolean {
-  return progress.completed.includes(step);
+  return progress.completed.includes(step) || progress.skipped.includes(step);
 }
 
 function unlocked(step: number): boolean {
@@ -94,7 +117,8 @@ function render(): void {
   } else {
     const step = lab.steps[view - 1];
     titleEl.textContent = `${step.number}. ${step.title}`;
-    counter.textContent = `Step ${step.number} of ${lab.steps.length}${done(step.number) ? " · done" : ""}`;
+    const state = progress.skipped.includes(step.number) ? " · skipped" : done(step.number) ? " · done" : "";
+    counter.textContent = `Step ${step.number} of ${lab.steps.length}${state}`;
     body.innerHTML = step.text;
   }
   panel.dataset.view = String(view);
@@ -107,13 +131,14 @@ function render(): void {
   backButton.disabled = view === 0;
   const onStep = view >= 1 && view < last;
   checkButton.hidden = !onStep;
-  checkButton.disabled = !onStep || setupBusy || checking;
+  checkButton.disabled = !onStep || setupBusy || checking || skipping;
   checkButton.textContent = onStep && !lab.steps[view - 1].has_check ? "Done" : "Check";
   nextButton.hidden = view === last;
   nextButton.textContent = view === 0 ? "Start" : view === last - 1 ? "Finish" : "Next";
   nextButton.disabled = onStep && !done(view);
   nextButton.title = nextButton.disabled ? "Pass this step's check first." : "";
   body.scrollTop = 0;
+  renderSkip();
 }
 
 function showResult(passed: boolean, output: string, hint: string | null): void {
@@ -353,6 +378,104 @@ function scheduleAutoCheck(): void {
   }, delay);
 }
 
+// -- skipping to a step ----------------------------------------------------------------------------
+
+/** Why skipping to step `to` is not allowed ("step 3 has no solution"), or "". */
+function skipBlocker(to: number): string {
+  for (const step of lab.steps) {
+    if (step.number >= to) break;
+    if (!done(step.number) && step.skip_blocker) return step.skip_blocker;
+  }
+  return "";
+}
+
+function renderSkip(): void {
+  const current = progress.current;
+  // Offered where the lab (or one of its steps) allows skipping, and some later step is left.
+  const offered = (lab.skippable || lab.steps.some((s) => s.skip_blocker === null))
+    && current !== null && current < lab.steps.length;
+  skipBar.hidden = !offered;
+  if (!offered) return;
+  const wanted = Number(skipSelect.value) > current! ? Number(skipSelect.value) : current! + 1;
+  skipSelect.replaceChildren(...lab.steps.filter((s) => s.number > current!).map((s) =>
+    new Option(`step ${s.number}`, String(s.number), false, s.number === wanted)));
+  const to = Number(skipSelect.value);
+  const why = skipBlocker(to);
+  skipButton.textContent = `Skip to step ${to}`;
+  skipButton.disabled = Boolean(why) || skipping || setupBusy;
+  skipButton.title = why ? `Cannot skip: ${why}.` : `Run the solutions of the steps before step ${to} that are not done, then their checks`;
+  skipWhy.textContent = why ? `(${why})` : "";
+}
+
+function showSkip(skip: Skip | null): void {
+  skipStatus.hidden = !skip;
+  if (!skip) return;
+  skipStatus.dataset.state = skip.state;
+  const line = Object.assign(document.createElement("p"), {
+    textContent: skip.by === "instructor" && skip.state !== "failed" ? `Your instructor: ${skip.message}` : skip.message,
+  });
+  line.className = "lab-skip-message";
+  const parts: HTMLElement[] = [line];
+  if (skip.state === "failed" && skip.output.trim()) {
+    parts.push(Object.assign(document.createElement("pre"), { className: "lab-output", textContent: skip.output }));
+  }
+  skipStatus.replaceChildren(...parts);
+}
+
+async function skipTo(to: number): Promise<void> {
+  skipButton.disabled = true;
+  try {
+    const answer = await api<{ skip: Skip }>("POST", `/api/sessions/${encodeURIComponent(sid)}/skip/`, { step: to });
+    showSkip(answer.skip);
+    skipping = true;
+    void followSkip();
+  } catch (failure) {
+    showSkip({ state: "failed", to, by: "learner", message: describe(failure), output: "" });
+    renderSkip();
+  }
+}
+
+/** The last skip job seen, so that one that ended while nobody looked (an
+ * instructor's fast-forward) moves the page on once. */
+let lastSkip = "";
+
+/** Look at the session's skip job: while it runs, again every second; when it
+ * ended, take the progress it left and go to the learner's current step. */
+async function followSkip(initial = false): Promise<void> {
+  let state: SessionLab;
+  try {
+    state = await api<SessionLab>("GET", `/api/sessions/${encodeURIComponent(sid)}/lab/`);
+  } catch {
+    if (skipping) window.setTimeout(() => void followSkip(), 3000);
+    return;
+  }
+  const { skip } = state;
+  const seen = JSON.stringify(skip);
+  const changed = seen !== lastSkip;
+  lastSkip = seen;
+  const busy = skip !== null && (skip.state === "queued" || skip.state === "running");
+  // On load, an earlier skip's outcome is old news: only one still running is shown.
+  if (initial && !busy) return;
+  if (changed) showSkip(skip);
+  if (busy) {
+    skipping = true;
+    renderSkip();
+    checkButton.disabled = true;
+    window.setTimeout(() => void followSkip(), 1000);
+    return;
+  }
+  const ended = skipping || changed;
+  skipping = false;
+  if (ended || JSON.stringify(state.progress) !== JSON.stringify(progress)) {
+    progress = state.progress;
+    if (skip?.state === "done" && ended) view = progress.current ?? lab.steps.length + 1;
+    render();
+  }
+}
+
+skipSelect.addEventListener("change", () => renderSkip());
+skipButton.addEventListener("click", () => void skipTo(Number(skipSelect.value)));
+
 // -- set-up -----------------------------------------------------------------------------------------
 
 async function followSetup(): Promise<void> {
@@ -376,7 +499,8 @@ async function followSetup(): Promise<void> {
       Object.assign(document.createElement("pre"), { className: "lab-output", textContent: setup.output }),
     );
   }
-  checkButton.disabled = setupBusy || checking || Boolean(checkButton.hidden);
+  checkButton.disabled = setupBusy || checking || skipping || Boolean(checkButton.hidden);
+  renderSkip();
 }
 
 // -- navigation ----------------------------------------------------------------------------------
@@ -415,6 +539,11 @@ async function main(): Promise<void> {
   else if (progress.completed.length > 0 && progress.current) view = progress.current;
   render();
   await followSetup();
+  // A skip already running (a reload), or one an instructor starts later.
+  await followSkip(true);
+  window.setInterval(() => {
+    if (!skipping && !document.hidden) void followSkip();
+  }, 10_000);
   scheduleAutoCheck();
   window.setInterval(() => void refreshSession(), 15_000);
 }

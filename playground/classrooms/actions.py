@@ -14,9 +14,16 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from playground import audit, events
+from playground import audit, events, metrics
 from playground.accounts.actions import is_guest
-from playground.errors import ClassClosed, Forbidden, Invalid, LimitReached, NotFoundError, PlaygroundError
+from playground.errors import (
+    ClassClosed,
+    Forbidden,
+    Invalid,
+    LimitReached,
+    NotFoundError,
+    PlaygroundError,
+)
 from playground.labs import actions as lab_actions
 from playground.labs.models import Lab, Progress
 from playground.sessions import actions as session_actions
@@ -174,6 +181,18 @@ def update_classroom(*, user, classroom: Classroom, title: str, lab: str, seats:
     return current
 
 
+def check_operator_fields(*, user, classroom: Classroom | None, title: str, lab: str, seats: int,
+                          starts_at: datetime, ends_at: datetime, organisation: Organisation | None,
+                          optional: dict) -> None:
+    """The API's rules for a class an operator creates or changes in the
+    admin (``classroom`` None: a new one): ClassInvalid, field by field, or
+    ClassClosed for a class that has ended."""
+    if classroom is not None:
+        check_editable(classroom)
+    _check_fields(user=user, title=title, lab=lab, seats=seats, starts_at=starts_at, ends_at=ends_at,
+                  organisation=organisation, optional=optional, classroom=classroom)
+
+
 def changed_by_operator(*, user, classroom: Classroom, fields: list[str]) -> None:
     """An operator changed the class in the admin (saved already): the same
     follows as after update_classroom."""
@@ -208,7 +227,7 @@ def end_classroom(*, classroom: Classroom, user=None) -> int:
         try:
             session_actions.end_session(session=session, reason="the class ended")
             ended += 1
-        except Exception:  # noqa: BLE001 - one stuck session must not keep the rest alive
+        except Exception:
             log.exception("could not end session %s of class %s", session.id, classroom.id)
     notify_class(classroom.id)
     audit.record("class.ended", user=user, classroom=classroom.id, sessions=ended)
@@ -321,6 +340,7 @@ def join(*, user, code: str | None = None, invite: str | None = None, display_na
         session.refresh_from_db()
     notify_class(classroom.id)
     audit.record("class.joined", user=user, classroom=classroom.id, session=session.id, via=via)
+    metrics.class_joined(via=via)
     return session, True
 
 
@@ -372,6 +392,31 @@ def give_time(*, classroom: Classroom, minutes: int, user, session_id: str | Non
         session_actions.give_time(session=session, seconds=minutes * 60, user=user)
     notify_class(classroom.id)
     return len(sessions)
+
+
+def fast_forward(*, classroom: Classroom, step: int, user, session_id: str | None = None) -> list[dict]:
+    """Skip one learner (``session_id``) or every learner with a live
+    session to ``step``, as far as the lab allows (labs.actions.skip_to):
+    each session gets its own skip job. One learner's refusal is the
+    answer's error; for the whole class it is that learner's result."""
+    sessions = _live_learner_sessions(classroom, session_id)
+    names = dict(Learner.objects.filter(session__in=sessions).values_list("session_id", "display_name"))
+    results = []
+    for session in sessions:
+        try:
+            skip = lab_actions.skip_to(session=session, to=step, user=user, by="instructor")
+            results.append({"session": session.id, "learner": names.get(session.id, ""), "queued": True,
+                            "message": skip["message"]})
+        except PlaygroundError as exc:
+            if session_id is not None:
+                raise
+            results.append({"session": session.id, "learner": names.get(session.id, ""), "queued": False,
+                            "message": exc.message})
+    audit.record("class.fast_forward", user=user, classroom=classroom.id, step=step,
+                 learners=",".join(r["session"] for r in results) or "none",
+                 queued=sum(r["queued"] for r in results))
+    notify_class(classroom.id)
+    return results
 
 
 # -- hot start ------------------------------------------------------------------------------
@@ -530,12 +575,14 @@ def roster(*, classroom: Classroom) -> list[dict]:
     progress = {p.user_id: p for p in Progress.objects.filter(lab=classroom.lab)}
     now = timezone.now()
     entries = []
-    for learner in classroom.learners.select_related("session").all():
+    for learner in classroom.learners.select_related("session", "session__lab_run").all():
         session = learner.session
         live = session is not None and session.is_live
         done = progress.get(learner.user_id)
         completed = set(done.completed if done else [])
-        todo = [n for n in range(1, steps + 1) if n not in completed]
+        skipped = sorted(set(done.skipped if done else []) - completed)
+        todo = [n for n in range(1, steps + 1) if n not in completed and n not in skipped]
+        run = getattr(session, "lab_run", None) if session is not None else None
         idle = live and (now - session.last_activity_at).total_seconds() > settings.PLAYGROUND_CLASS_STUCK_IDLE
         failing = bool(done and done.failed_in_a_row >= settings.PLAYGROUND_CLASS_STUCK_FAILURES)
         entries.append({
@@ -548,6 +595,10 @@ def roster(*, classroom: Classroom) -> list[dict]:
             "last_activity": session.last_activity_at if session else None,
             "stuck": bool(learner.hand_raised or idle or failing),
             "hand_raised": learner.hand_raised,
+            "skipped": skipped,
+            # The job's state and message; its output is the learner's page's to show.
+            "skip": ({k: v for k, v in (lab_actions.skip_state_of(run) or {}).items() if k != "output"} or None)
+            if run is not None and live else None,
         })
     return entries
 

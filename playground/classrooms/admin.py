@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
 from playground import audit
@@ -22,6 +23,36 @@ class LearnerInline(admin.TabularInline):
     can_delete = False
 
 
+class ClassroomForm(forms.ModelForm):
+    """The admin's class form checks what the API checks (its end after its
+    start, no fewer seats than learners joined, ...), each error beside its
+    field; ``operator`` is the admin user (set by ClassroomAdmin.get_form)."""
+
+    operator = None
+
+    class Meta:
+        model = Classroom
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        if self.errors or data.get("lab") is None:
+            return data  # the fields' own errors first
+        existing = self.instance if self.instance.pk and not self.instance._state.adding else None
+        try:
+            actions.check_operator_fields(
+                user=self.operator, classroom=existing, title=data.get("title") or "", lab=data["lab"].slug,
+                seats=data["seats"], starts_at=data["starts_at"], ends_at=data["ends_at"],
+                organisation=data.get("organisation"),
+                optional={name: data.get(name) for name in actions.OPTIONAL_FIELDS if name in self.fields})
+        except actions.ClassInvalid as exc:
+            for field, message in exc.errors.items():
+                self.add_error(field if field in self.fields else None, message)
+        except actions.ClassClosed as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return data
+
+
 @admin.register(Classroom)
 class ClassroomAdmin(admin.ModelAdmin):
     list_display = ("title", "lab", "organisation", "seats", "starts_at", "ends_at", "join_code", "ended_at")
@@ -31,6 +62,11 @@ class ClassroomAdmin(admin.ModelAdmin):
     filter_horizontal = ("instructors",)
     inlines = [LearnerInline]
     actions = ["end_classes"]
+    form = ClassroomForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"operator": request.user})
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -7,8 +7,8 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from playground.sessions.api import ERRORS, StrictSerializer, _body
 from playground.sessions.actions import session_of
+from playground.sessions.api import ERRORS, StrictSerializer, _body
 
 from . import actions
 from .models import Classroom
@@ -49,6 +49,8 @@ RosterEntry = inline_serializer("RosterEntry", {
     "step": serializers.IntegerField(allow_null=True), "checks_passed": serializers.IntegerField(),
     "checks_failed": serializers.IntegerField(), "last_activity": serializers.DateTimeField(allow_null=True),
     "stuck": serializers.BooleanField(), "hand_raised": serializers.BooleanField(),
+    "skipped": serializers.ListField(child=serializers.IntegerField(), help_text="steps skipped, not passed"),
+    "skip": serializers.DictField(allow_null=True, help_text="the session's skip job, as GET .../lab/ shows it"),
 }, many=True)
 
 
@@ -126,3 +128,21 @@ def extra_time(request: Request, cid: str) -> Response:
     extended = actions.give_time(classroom=classroom, minutes=body["minutes"], user=request.user,
                                  session_id=body.get("session"))
     return Response({"extended": extended})
+
+
+class FastForwardSerializer(StrictSerializer):
+    step = serializers.IntegerField(min_value=1)
+    session = serializers.CharField(required=False, max_length=64, help_text="One learner's session; none: everyone's.")
+
+
+@extend_schema(request=FastForwardSerializer, responses={200: inline_serializer("FastForwarded", {
+    "learners": serializers.ListField(child=serializers.DictField()),
+}), **ERRORS})
+@api_view(["POST"])
+def fast_forward(request: Request, cid: str) -> Response:
+    """Skip one learner or every learner to a step, as far as the lab allows (an extension of API.md)."""
+    classroom = actions.classroom_of(user=request.user, classroom_id=cid)
+    body = _body(FastForwardSerializer, request)
+    learners = actions.fast_forward(classroom=classroom, step=body["step"], user=request.user,
+                                    session_id=body.get("session"))
+    return Response({"learners": learners})

@@ -78,7 +78,7 @@ class ClassroomConsumer(AsyncWebsocketConsumer):
             except NotFoundError:
                 await self.close(code=NOT_FOUND)
                 return
-            except Exception:  # noqa: BLE001 - try again on the next round
+            except Exception:
                 log.exception("class dashboard %s: refresh failed", self.classroom_id)
 
     async def _send_changes(self) -> None:

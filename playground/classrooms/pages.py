@@ -92,6 +92,7 @@ def dashboard(request: HttpRequest, cid: str) -> HttpResponse:
     return render(request, "classrooms/dashboard.html", {
         "classroom": classroom,
         "steps": classroom.lab.steps.count(),
+        "step_numbers": range(2, classroom.lab.steps.count() + 1),
         "invite_url": request.build_absolute_uri(f"/join/{classroom.invite_token}/"),
         "editable": actions.class_state(classroom) != "ended",
     })
@@ -103,9 +104,10 @@ def progress_csv(request: HttpRequest, cid: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="class-{classroom.id}-progress.csv"'
     writer = csv.writer(response)
-    columns = ["learner", "step", "checks_passed", "checks_failed", "last_activity", "stuck", "hand_raised"]
+    columns = ["learner", "step", "checks_passed", "checks_failed", "last_activity", "stuck", "hand_raised", "skipped"]
     writer.writerow(columns)
     for entry in actions.roster_json(actions.roster(classroom=classroom)):
+        entry = {**entry, "skipped": " ".join(map(str, entry["skipped"]))}
         writer.writerow([entry[c] if entry[c] is not None else "" for c in columns])
     return response
 

@@ -18,8 +18,15 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from playground import jobs
-from playground.errors import Invalid, LimitReached, NotFoundError, NotReady, PlaygroundError, SessionOver
+from playground import audit, jobs
+from playground.errors import (
+    Invalid,
+    LimitReached,
+    NotFoundError,
+    NotReady,
+    PlaygroundError,
+    SessionOver,
+)
 from playground.sessions import actions as session_actions
 from playground.sessions import hosts
 from playground.sessions.models import Instance, Session
@@ -27,6 +34,7 @@ from sandboxes.base import DriverError, ExecResult
 
 from .loader import LabDef
 from .models import Lab, LabRun, Progress, Step
+from .signals import skip_changed
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,7 @@ def _lab_fields(lab_def: LabDef) -> dict:
         "setup_instance": lab_def.setup_instance,
         "setup_timeout": lab_def.setup_timeout,
         "auto_check": lab_def.auto_check,
+        "skippable": lab_def.skippable,
         "source": lab_def.source,
     }
 
@@ -81,6 +90,7 @@ def _step_fields(step) -> dict:
         "solution": step.solution,
         "hint": step.hint,
         "timeout": step.timeout,
+        "skippable": step.skippable,
     }
 
 
@@ -125,9 +135,10 @@ def import_lab(*, lab_def: LabDef, slug: str | None = None, draft: bool = False)
             count = len(lab_def.steps)
             for progress in Progress.objects.filter(lab=lab):
                 kept = [n for n in progress.completed if n <= count]
-                if kept != progress.completed:
-                    progress.completed = kept
-                    progress.save(update_fields=["completed"])
+                kept_skipped = [n for n in progress.skipped if n <= count]
+                if kept != progress.completed or kept_skipped != progress.skipped:
+                    progress.completed, progress.skipped = kept, kept_skipped
+                    progress.save(update_fields=["completed", "skipped"])
         return ImportResult(slug, "updated", changes or ["source"])
 
 
@@ -158,13 +169,17 @@ def lab_by_slug(*, slug: str) -> Lab:
 # -- progress -----------------------------------------------------------------------------------
 
 def progress_of(*, user, lab: Lab) -> dict:
-    """A learner's progress in a lab: done steps, the current one, checks."""
+    """A learner's progress in a lab: done steps (passed, or skipped: a
+    skipped step counts as done for unlocking the next, but is not passed),
+    the current one, checks."""
     progress = Progress.objects.filter(user=user, lab=lab).first()
     steps = lab.steps.count()
     completed = sorted(progress.completed) if progress else []
-    current = next((n for n in range(1, steps + 1) if n not in completed), None)
+    skipped = sorted(n for n in progress.skipped if n not in completed) if progress else []
+    current = next((n for n in range(1, steps + 1) if n not in completed and n not in skipped), None)
     return {
         "completed": completed,
+        "skipped": skipped,
         "current": current,
         "finished": current is None and steps > 0,
         "checks_passed": progress.checks_passed if progress else 0,
@@ -448,6 +463,8 @@ def check_step(*, user, session: Session, number: int, auto: bool = False) -> Ch
         raise Invalid(f"Step {number} is locked: finish step {current} first.")
     if run.setup_state in (LabRun.Setup.PENDING, LabRun.Setup.RUNNING):
         raise NotReady("The lab is still being set up; check again in a moment.")
+    if run.skip_state in SKIP_BUSY:
+        raise NotReady("Steps are being skipped in this session; check again when it is done.")
     if step.check_script:
         result = run_on_step_instance(session=session, step=step, script=step.check_script, activity=not auto)
         passed, output = result.exit_code == 0, _shown(result.output)
@@ -475,9 +492,180 @@ def _record(*, user, lab: Lab, number: int, passed: bool) -> None:
             progress.failed_in_a_row = 0
             if number not in progress.completed:
                 progress.completed = sorted([*progress.completed, number])
-            if progress.finished_at is None and len(progress.completed) >= lab.steps.count():
+            # Passed for real now: no longer only skipped.
+            progress.skipped = [n for n in progress.skipped if n != number]
+            if progress.finished_at is None and len({*progress.completed, *progress.skipped}) >= lab.steps.count():
                 progress.finished_at = now
         else:
             progress.checks_failed += 1
             progress.failed_in_a_row += 1
         progress.save()
+
+
+# -- skipping to a step --------------------------------------------------------------------------
+# "Skip to step N" (the learner) and a fast-forward (a class's instructor):
+# the solutions of the steps before N that are not done yet run, in order, in
+# the learner's session, each followed by its check; a step that passes that
+# way is recorded as skipped, not passed. One job per session at a time,
+# claimed on its LabRun row, run by a worker under a lease.
+
+SKIP_BUSY = (LabRun.Skip.QUEUED, LabRun.Skip.RUNNING)
+
+
+def skip_blocker(step: Step) -> str:
+    """Why ``step`` cannot be skipped ("" when it can)."""
+    allowed = step.lab.skippable if step.skippable is None else step.skippable
+    if not allowed:
+        return f"step {step.number} may not be skipped"
+    if not step.solution:
+        return f"step {step.number} has no solution"
+    return ""
+
+
+def _steps_to_skip(*, lab: Lab, progress: dict, to: int) -> list[Step]:
+    """The steps before ``to`` not done yet, each allowed to be skipped;
+    Invalid naming the first that is not."""
+    count = lab.steps.count()
+    if not 2 <= to <= count:
+        raise Invalid(f"There is no step {to} to skip to (this lab has steps 1 to {count}).")
+    done = {*progress["completed"], *progress["skipped"]}
+    todo = [step for step in lab.steps.select_related("lab").filter(number__lt=to) if step.number not in done]
+    if not todo:
+        raise Invalid(f"Nothing to skip: every step before step {to} is done.")
+    for step in todo:
+        reason = skip_blocker(step)
+        if reason:
+            raise Invalid(f"Cannot skip to step {to}: {reason}.")
+    return todo
+
+
+def skip_state_of(run: LabRun) -> dict | None:
+    """A session's skip job as the API shows it; None when there never was one."""
+    if run.skip_state == LabRun.Skip.NONE:
+        return None
+    return {"state": run.skip_state, "to": run.skip_to, "by": run.skip_by,
+            "message": run.skip_message, "output": run.skip_output}
+
+
+def skip_to(*, session: Session, to: int, user, by: str = "learner") -> dict:
+    """Queue the job that skips the session owner's progress to step ``to``.
+
+    ``user`` is who asked (the learner, or an instructor whose right to has
+    been checked by the caller), ``by`` which of the two. Refused (Invalid,
+    naming the step) when a step before ``to`` that is not done may not be
+    skipped or has no solution; NotReady (409) while the set-up or another
+    skip runs in the session."""
+    if not session.is_live:
+        raise SessionOver(f"This session is over ({session.state}).")
+    run = lab_run_of(session=session)
+    if run.setup_state in (LabRun.Setup.PENDING, LabRun.Setup.RUNNING):
+        raise NotReady("The lab is still being set up; skip when it is done.")
+    _steps_to_skip(lab=run.lab, progress=progress_of(user=session.owner, lab=run.lab), to=to)
+    claimed = LabRun.objects.filter(session=session).exclude(skip_state__in=SKIP_BUSY).update(
+        skip_state=LabRun.Skip.QUEUED, skip_to=to, skip_by=by, skip_output="",
+        skip_message=f"Waiting to skip to step {to}...", skip_queued_at=timezone.now(),
+    )
+    if not claimed:
+        raise NotReady("Steps are being skipped in this session already; wait for it to finish.")
+    run.refresh_from_db()
+    _skip_changed(run)
+    audit.record("lab.skip", user=user, session=session.id, lab=run.lab.slug, to=to, by=by)
+    transaction.on_commit(lambda: _queue_skip(session.id))
+    return skip_state_of(run)
+
+
+def _queue_skip(session_id: str) -> None:
+    from .tasks import skip_steps
+
+    jobs.enqueue(skip_steps, session_id)
+
+
+def _skip_changed(run: LabRun) -> None:
+    skip_changed.send(sender=LabRun, user_id=run.session.owner_id, lab_id=run.lab_id, session_id=run.session_id)
+
+
+def run_skip(*, session_id: str) -> None:
+    """The skip job (worker side): claims the row, so running it twice is harmless."""
+    with jobs.lease(f"lab-skip:{session_id}") as mine:
+        if mine:
+            _run_skip(session_id)
+
+
+def _skip_says(run: LabRun, state: str, message: str, output: str = "") -> None:
+    LabRun.objects.filter(session_id=run.session_id).update(
+        skip_state=state, skip_message=message[:200], skip_output=output
+    )
+    run.skip_state, run.skip_message, run.skip_output = state, message[:200], output
+    _skip_changed(run)
+
+
+def _run_skip(session_id: str) -> None:
+    claimed = LabRun.objects.filter(session_id=session_id, skip_state=LabRun.Skip.QUEUED).update(
+        skip_state=LabRun.Skip.RUNNING
+    )
+    if not claimed:
+        return
+    run = LabRun.objects.select_related("lab", "session__owner").get(session_id=session_id)
+    lab, session, to = run.lab, run.session, run.skip_to
+    try:
+        if not session.is_live:
+            raise SessionOver(f"This session is over ({session.state}).")
+        todo = _steps_to_skip(lab=lab, progress=progress_of(user=session.owner, lab=lab), to=to)
+        for index, step in enumerate(todo, start=1):
+            label = f"Skipping step {step.number} ({index} of {len(todo)})"
+            _skip_says(run, LabRun.Skip.RUNNING, f"{label}: running its solution...")
+            instance = _instance_named(session, step.instance)
+            result = session_actions.exec_command(
+                instance=instance, command=script_command(step.solution), timeout=step.timeout or _setup_timeout(lab)
+            )
+            if result.exit_code != 0:
+                _skip_says(run, LabRun.Skip.FAILED, f"Step {step.number}'s solution failed (exit code "
+                           f"{result.exit_code}); it was not skipped.", _shown(result.output))
+                return
+            if step.check_script:
+                _skip_says(run, LabRun.Skip.RUNNING, f"{label}: checking it...")
+                result = run_on_step_instance(session=session, step=step, script=step.check_script)
+                if result.exit_code != 0:
+                    _skip_says(run, LabRun.Skip.FAILED, f"Step {step.number}'s check did not pass after its "
+                               "solution ran; it was not skipped.", _shown(result.output))
+                    return
+            _record_skipped(user=session.owner, lab=lab, number=step.number)
+    except (PlaygroundError, DriverError) as exc:
+        _skip_says(run, LabRun.Skip.FAILED, f"Could not skip to step {to}: {exc.message}")
+        return
+    _skip_says(run, LabRun.Skip.DONE, f"Skipped to step {to}.")
+    log.info("session %s skipped to step %s of lab %s", session_id, to, lab.slug)
+
+
+def _record_skipped(*, user, lab: Lab, number: int) -> None:
+    with transaction.atomic():
+        progress, _ = Progress.objects.select_for_update().get_or_create(user=user, lab=lab)
+        if number not in progress.completed and number not in progress.skipped:
+            progress.skipped = sorted([*progress.skipped, number])
+        progress.failed_in_a_row = 0
+        if progress.finished_at is None and len({*progress.completed, *progress.skipped}) >= lab.steps.count():
+            progress.finished_at = timezone.now()
+        progress.save()
+
+
+def recover_lost_skips() -> dict[str, int]:
+    """Skip jobs a dead worker left: one never started is queued again; one
+    that was running fails with the reason (its solutions ran in part)."""
+    counts = {"skips_requeued": 0, "skips_failed": 0}
+    for run in LabRun.objects.select_related("session", "lab").filter(
+        skip_state__in=SKIP_BUSY, session__state__in=Session.LIVE_STATES
+    ):
+        verdict = jobs.should_requeue(f"lab-skip:{run.session_id}", queued_at=run.skip_queued_at or timezone.now())
+        if verdict is False:
+            continue
+        if verdict and run.skip_state == LabRun.Skip.QUEUED:
+            _queue_skip(run.session_id)
+            counts["skips_requeued"] += 1
+            continue
+        if LabRun.objects.filter(session_id=run.session_id, skip_state=run.skip_state).update(
+            skip_state=LabRun.Skip.FAILED,
+            skip_message="Skipping was interrupted (the worker running it stopped); try again.",
+        ):
+            counts["skips_failed"] += 1
+            _skip_changed(run)
+    return counts

@@ -36,7 +36,7 @@ def check_command(lab: Lab) -> str:
 class StepInline(admin.StackedInline):
     model = Step
     extra = 0
-    fields = ("number", "title", "instance", "text", "preview", "check_script", "solution", "hint", "timeout")
+    fields = ("number", "title", "instance", "text", "preview", "check_script", "solution", "hint", "timeout", "skippable")
     readonly_fields = ("preview",)
 
     @admin.display(description="Preview")
@@ -56,7 +56,7 @@ class LabAdmin(admin.ModelAdmin):
     search_fields = ("slug", "title", "summary")
     readonly_fields = ("intro_preview", "finish_preview", "steps_preview", "source", "digest", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("slug", "title", "summary", "duration", "difficulty", "tags", "auto_check", "draft")}),
+        (None, {"fields": ("slug", "title", "summary", "duration", "difficulty", "tags", "auto_check", "skippable", "draft")}),
         ("Texts", {"fields": ("intro", "intro_preview", "finish", "finish_preview", "steps_preview"),
                    "description": PREVIEW_HELP}),
         ("Environment", {"fields": ("environment", "setup", "setup_instance", "setup_timeout", "assets")}),

@@ -39,6 +39,7 @@ def lab_detail(lab: Lab, *, user) -> dict:
         "intro": render(lab.intro, instance=default),
         "finish": render(lab.finish, instance=default),
         "auto_check": lab.auto_check,
+        "skippable": lab.skippable,
         "instances": [
             {"name": item["name"], "image": item.get("image")} for item in lab.environment.get("instances", [])
         ],
@@ -51,8 +52,11 @@ def lab_detail(lab: Lab, *, user) -> dict:
                 "instance": step.instance or default or None,
                 "has_check": bool(step.check_script),
                 "hint": render(step.hint, instance=step.instance or default) if step.hint else None,
+                "has_solution": bool(step.solution),
+                # Why it cannot be skipped past, or null (the player's Skip button says it).
+                "skip_blocker": actions.skip_blocker(step) or None,
             }
-            for step in lab.steps.all()
+            for step in lab.steps.select_related("lab")
         ],
         "progress": actions.progress_of(user=user, lab=lab),
     }
@@ -60,6 +64,8 @@ def lab_detail(lab: Lab, *, user) -> dict:
 
 PROGRESS = inline_serializer("LabProgress", {
     "completed": serializers.ListField(child=serializers.IntegerField()),
+    "skipped": serializers.ListField(child=serializers.IntegerField(),
+                                     help_text="Steps skipped (solution run, check passed): done, not passed."),
     "current": serializers.IntegerField(allow_null=True),
     "finished": serializers.BooleanField(),
     "checks_passed": serializers.IntegerField(),
@@ -127,8 +133,15 @@ def lab_progress(request: Request, slug: str) -> Response:
     return Response(status=204)
 
 
+SKIP = inline_serializer("SkipState", {
+    "state": serializers.ChoiceField(["queued", "running", "done", "failed"]),
+    "to": serializers.IntegerField(), "by": serializers.ChoiceField(["learner", "instructor"]),
+    "message": serializers.CharField(), "output": serializers.CharField(help_text="of the script that failed"),
+}, allow_null=True)
+
+
 @extend_schema(responses={200: inline_serializer("SessionLab", {
-    "lab": serializers.CharField(), "setup": serializers.DictField(), "progress": PROGRESS,
+    "lab": serializers.CharField(), "setup": serializers.DictField(), "progress": PROGRESS, "skip": SKIP,
 }), **ERRORS})
 @api_view(["GET"])
 def session_lab(request: Request, sid: str) -> Response:
@@ -139,7 +152,24 @@ def session_lab(request: Request, sid: str) -> Response:
         "lab": run.lab.slug,
         "setup": {"state": run.setup_state, "output": run.setup_output},
         "progress": actions.progress_of(user=request.user, lab=run.lab),
+        "skip": actions.skip_state_of(run),
     })
+
+
+class SkipSerializer(StrictSerializer):
+    step = serializers.IntegerField(min_value=1, help_text="The step to skip to.")
+
+
+@extend_schema(request=SkipSerializer, responses={202: inline_serializer("SkipQueued", {"skip": SKIP}), **ERRORS})
+@api_view(["POST"])
+def session_skip(request: Request, sid: str) -> Response:
+    """Skip to a step: the solutions of the steps before it not done yet run,
+    in order, in the session, then their checks (an extension of API.md)."""
+    session = session_actions.session_of(user=request.user, session_id=sid)
+    _throttle(ExecThrottle, request)
+    body = _body(SkipSerializer, request)
+    skip = actions.skip_to(session=session, to=body["step"], user=request.user)
+    return Response({"skip": skip}, status=202)
 
 
 @extend_schema(request=CheckSerializer, responses={200: inline_serializer("CheckResult", {

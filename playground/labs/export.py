@@ -67,6 +67,8 @@ def _document(lab: Lab, steps: list, files: dict[str, bytes]) -> dict:
         data["tags"] = list(lab.tags)
     if lab.auto_check:
         data["auto_check"] = True
+    if lab.skippable:
+        data["skippable"] = True
     env: dict = {}
     if environment.get("template"):
         env["template"] = environment["template"]
@@ -111,6 +113,8 @@ def _document(lab: Lab, steps: list, files: dict[str, bytes]) -> dict:
             item["hint"] = step.hint
         if step.timeout is not None:
             item["timeout"] = _number(step.timeout)
+        if step.skippable is not None:
+            item["skippable"] = step.skippable
         data["steps"].append(item)
     return data
 
@@ -127,6 +131,7 @@ def _differences(lab: Lab, steps: list, lab_def: LabDef) -> list[str]:
         "assets_path": environment.get("assets_path") or DEFAULT_ASSETS_PATH, "assets": lab.assets or {},
         "setup": lab.setup, "setup_instance": (lab.setup_instance or lab.default_instance) if lab.setup else "",
         "setup_timeout": lab.setup_timeout if lab.setup else None, "auto_check": lab.auto_check,
+        "skippable": lab.skippable,
     }
     got = {name: getattr(lab_def, name) for name in wanted}
     got["instances"] = [(i.name, i.image, i.assets) for i in lab_def.instances]
@@ -139,7 +144,8 @@ def _differences(lab: Lab, steps: list, lab_def: LabDef) -> list[str]:
         pairs = {"title": (step.title, step_def.title), "text": (step.text, step_def.text),
                  "instance": (step.instance or lab.default_instance, step_def.instance),
                  "check": (step.check_script, step_def.check), "solution": (step.solution, step_def.solution),
-                 "hint": (step.hint, step_def.hint), "timeout": (step.timeout, step_def.timeout)}
+                 "hint": (step.hint, step_def.hint), "timeout": (step.timeout, step_def.timeout),
+                 "skippable": (step.skippable, step_def.skippable)}
         found += [f"step {position} {name}" for name, (a, b) in pairs.items() if a != b]
     return found
 

@@ -44,8 +44,8 @@ host or terminal, a step's or the finish page's background.
 """
 from __future__ import annotations
 
-import bisect
 import base64
+import bisect
 import json
 import posixpath
 import re
@@ -187,9 +187,7 @@ class _Index:
     def get(self, *path, default=None):
         node = self.data
         for part in path:
-            if isinstance(node, dict) and isinstance(part, str) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if isinstance(node, dict) and isinstance(part, str) and part in node or isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
                 return default

@@ -69,6 +69,8 @@ class StepDef:
     solution: str = ""
     hint: str = ""
     timeout: float | None = None
+    skippable: bool | None = None
+    """None: the lab's ``skippable``."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,20 @@ class LabDef:
     steps: list[StepDef] = field(default_factory=list)
     source: str = ""
     egress: str = ""  # "", or a policy of settings.EGRESS_POLICIES
+    skippable: bool = False
+    """Whether learners may skip steps (each step may say otherwise)."""
 
     def digest(self) -> str:
         """A hash of everything imported, to tell an unchanged lab."""
         body = asdict(self)
         body.pop("source")
+        # Fields added later count only when set, so that labs imported
+        # before them keep their digest (a re-import says "unchanged").
+        if not body["skippable"]:
+            body.pop("skippable")
+        for step in body["steps"]:
+            if step["skippable"] is None:
+                step.pop("skippable")
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -356,6 +367,7 @@ def load_lab(folder: str | Path) -> LabDef:
             solution=_script(root, item["solution"], doc=doc, path=path + ("solution",), problems=problems) if "solution" in item else "",
             hint=item.get("hint", ""),
             timeout=item.get("timeout"),
+            skippable=item.get("skippable"),
         ))
 
     def page(key: str) -> str:
@@ -380,6 +392,7 @@ def load_lab(folder: str | Path) -> LabDef:
         setup_instance=setup_instance,
         setup_timeout=setup_timeout,
         auto_check=bool(data.get("auto_check", False)),
+        skippable=bool(data.get("skippable", False)),
         steps=steps,
         source=str(root.resolve()),
     )

@@ -28,6 +28,7 @@ data attributes only:
 """
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ def _inline_actions(state) -> None:
         if token.type != "inline" or not token.children:
             continue
         children = token.children
-        for code, after in zip(children, children[1:]):
+        for code, after in itertools.pairwise(children):
             if code.type != "code_inline" or after.type != "text":
                 continue
             action = _inline_action(after.content)

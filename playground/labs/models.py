@@ -31,6 +31,7 @@ class Lab(models.Model):
     setup_instance = models.CharField(max_length=63, blank=True)
     setup_timeout = models.FloatField(null=True, blank=True)
     auto_check = models.BooleanField(default=False)
+    skippable = models.BooleanField(default=False, help_text="Learners may skip steps (each step may say otherwise).")
     # Drafts are not listed: check_lab imports a lab under a draft slug of its own.
     draft = models.BooleanField(default=False)
     source = models.CharField(max_length=500, blank=True, help_text="The folder it was imported from.")
@@ -64,6 +65,7 @@ class Step(models.Model):
     solution = models.TextField(blank=True, help_text="Bash; what a learner would do.")
     hint = models.TextField(blank=True, help_text="Markdown shown when the check fails.")
     timeout = models.FloatField(null=True, blank=True, help_text="Seconds for check and solution.")
+    skippable = models.BooleanField(null=True, blank=True, help_text="Blank: the lab's.")
 
     class Meta:
         ordering = ["lab", "number"]
@@ -72,6 +74,12 @@ class Step(models.Model):
     def __str__(self) -> str:
         return f"{self.lab.slug} step {self.number}: {self.title}"
 
+    @property
+    def may_be_skipped(self) -> bool:
+        """Skippable (its own say, else the lab's) and with a solution to run."""
+        allowed = self.lab.skippable if self.skippable is None else self.skippable
+        return bool(allowed and self.solution)
+
 
 class Progress(models.Model):
     """One learner's way through one lab, across sessions."""
@@ -79,6 +87,10 @@ class Progress(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="lab_progress")
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="progress")
     completed = models.JSONField(default=list, blank=True, help_text="Numbers of the steps whose check passed.")
+    skipped = models.JSONField(
+        default=list, blank=True,
+        help_text="Numbers of the steps skipped (their solution ran, then their check passed); done, not passed.",
+    )
     checks_passed = models.PositiveIntegerField(default=0)
     checks_failed = models.PositiveIntegerField(default=0)
     # Failed checks of the current step in a row (a learner who may be stuck).
@@ -104,11 +116,26 @@ class LabRun(models.Model):
         DONE = "done"
         FAILED = "failed"
 
+    class Skip(models.TextChoices):
+        NONE = "none"
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
     session = models.OneToOneField(Session, on_delete=models.CASCADE, primary_key=True, related_name="lab_run")
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="runs")
     setup_state = models.CharField(max_length=16, choices=Setup.choices, default=Setup.PENDING)
     setup_output = models.TextField(blank=True)
     setup_finished_at = models.DateTimeField(null=True, blank=True)
+    # Skipping to a step (the learner's "Skip to step N", an instructor's
+    # fast-forward): one job at a time per session, claimed on this row.
+    skip_state = models.CharField(max_length=16, choices=Skip.choices, default=Skip.NONE)
+    skip_to = models.PositiveSmallIntegerField(null=True, blank=True)
+    skip_by = models.CharField(max_length=16, blank=True, help_text="learner or instructor")
+    skip_message = models.CharField(max_length=200, blank=True, help_text="What the job is doing, or did.")
+    skip_output = models.TextField(blank=True, help_text="The output of the script that failed.")
+    skip_queued_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.lab.slug} in session {self.session_id}"

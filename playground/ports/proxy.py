@@ -203,7 +203,7 @@ async def _forward(scope, receive, send, origin: _Origin, target: Target) -> Non
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(target.ip, origin.port, limit=HEAD_LIMIT), CONNECT_TIMEOUT
         )
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         why = "connection refused" if isinstance(exc, ConnectionRefusedError) else "no answer"
         return await _refuse(scope, send, 502, "bad_gateway", _nothing_answers(origin, target, why))
     pump = None
@@ -215,7 +215,7 @@ async def _forward(scope, receive, send, origin: _Origin, target: Target) -> Non
         try:
             status, headers = await asyncio.wait_for(_response_head(reader), HEAD_TIMEOUT)
             framing = _framing(scope["method"], status, headers)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return await _refuse(scope, send, 504, "gateway_timeout",
                                  f"Port {origin.port} of {target.hostname} did not answer in {HEAD_TIMEOUT:.0f} s.")
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
@@ -441,7 +441,7 @@ async def _proxy_websocket(scope, receive, send, origin: _Origin) -> None:
             open_timeout=CONNECT_TIMEOUT, ping_interval=None, max_size=WS_MAX_MESSAGE,
             max_queue=WS_MAX_QUEUE,
         )
-    except (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI) as exc:
+    except (TimeoutError, OSError, InvalidHandshake, InvalidURI) as exc:
         log.info("port proxy: WebSocket to %s:%s refused: %s", target.hostname, origin.port, exc)
         # Before the handshake's answer: the browser sees it refused.
         return await send({"type": "websocket.close", "code": 1014})
@@ -557,7 +557,7 @@ def _connection_listed(headers) -> set[bytes]:
 def _rewrite_prefix(value: bytes, old: str, new: str) -> bytes:
     """``value`` with ``old`` at its start replaced (the same object if not there)."""
     old_bytes = old.encode("latin-1")
-    if value == old_bytes or value.startswith(old_bytes + b"/") or value.startswith(old_bytes + b"?"):
+    if value == old_bytes or value.startswith((old_bytes + b"/", old_bytes + b"?")):
         return new.encode("latin-1") + value[len(old_bytes):]
     return value
 

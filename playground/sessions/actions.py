@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from playground import audit, events, jobs
+from playground import audit, events, jobs, metrics
 from playground.accounts.actions import guest_address, is_guest, lock_guests_of
 from playground.errors import (
     Forbidden,
@@ -586,6 +586,8 @@ def _provision_instance(instance_id: str) -> None:
             break
         except DriverError as exc:
             if exc.permanent or attempt == len(PROVISION_RETRY_DELAYS):
+                metrics.provisioning_failed(image=instance.image, pooled=session is None,
+                                            reason="refused" if exc.permanent else "unavailable")
                 _fail_instance(instance, f"could not start: {exc.message}")
                 return
             log.warning("provisioning %s failed (%s); retrying", instance.id, exc.message)
@@ -607,7 +609,9 @@ def _provision_instance(instance_id: str) -> None:
             _remove_quietly(instance.host, created.state)
         return
     if session is not None:
-        Session.objects.filter(id=session.id, state=Session.State.STARTING).update(state=Session.State.RUNNING)
+        if Session.objects.filter(id=session.id, state=Session.State.STARTING).update(state=Session.State.RUNNING):
+            metrics.session_started(image=instance.image, since=session.created_at,
+                                    pooled=bool(instance.driver_state))
         if not Session.objects.filter(id=session.id, state__in=Session.LIVE_STATES).exists():
             # The session ended between our claim and now; its teardown may have missed us.
             teardown_session(session_id=session.id)
@@ -668,9 +672,11 @@ def _claim_pooled(*, session: Session, image: str, hostname: str) -> Instance | 
                 network_state=instance.pool_network, state=Session.State.RUNNING
             )
             session.refresh_from_db()
+            transaction.on_commit(lambda: metrics.session_started(image=image, since=session.created_at,
+                                                                  pooled=True))
         else:  # made without a network (an older pool): a worker connects it
             Instance.objects.filter(id=candidate).update(state=Instance.State.PROVISIONING)
-            transaction.on_commit(lambda: _queue_provision(candidate))
+            transaction.on_commit(lambda: _queue_provision(candidate))  # noqa: B023 - the loop returns right after
         log.info("session %s claimed pooled %s instance %s", session.id, image, candidate)
         return instance
     return None
@@ -952,6 +958,7 @@ def recover_lost_jobs() -> dict[str, int]:
             _queue_provision(instance.id)
             counts["requeued"] += 1
         elif verdict is None:
+            metrics.provisioning_failed(image=instance.image, reason="lost", pooled=instance.session_id is None)
             _fail_instance(instance, f"its start was interrupted {settings.PLAYGROUND_JOB_ATTEMPTS} times "
                                      "(no worker finished it); remove it and add another")
             counts["failed"] += 1
@@ -1299,11 +1306,9 @@ def check_hosts() -> dict[str, bool]:
 
 # -- the fleet: adding, cordoning, draining lab hosts ---------------------------------------
 
-def add_host(*, url: str) -> LabHost:
-    """Register a lab host (or find it); it takes new instances at once. Its
-    driver must accept the address (a network engine needs the mutual TLS
-    settings) and the host must answer."""
-    url = url.strip()
+def check_new_host(*, url: str) -> None:
+    """Invalid unless ``url`` can be a lab host: an address its driver
+    accepts (a network engine needs the mutual TLS settings) that answers."""
     if "://" not in url:
         raise Invalid(f"{url!r} is no engine address: give unix:///path/docker.sock or tcp://host:2376.")
     try:
@@ -1312,6 +1317,13 @@ def add_host(*, url: str) -> LabHost:
         driver.ping()
     except DriverError as exc:
         raise Invalid(f"{url} cannot be a lab host: {exc.message}") from None
+
+
+def add_host(*, url: str) -> LabHost:
+    """Register a lab host (or find it); it takes new instances at once, once
+    check_new_host passes."""
+    url = url.strip()
+    check_new_host(url=url)
     host, created = LabHost.objects.get_or_create(url=url)
     audit.record("lab_host.added" if created else "lab_host.found", host=url)
     hosts.probe(url)

@@ -34,7 +34,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from playground import rawsocket
+from playground import metrics, rawsocket
 from playground.errors import NotFoundError, SessionOver
 
 from . import actions, connections, terminal
@@ -118,7 +118,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         else:
             try:
                 await self.close(code=SERVICE_RESTART)
-            except Exception:  # noqa: BLE001 - the socket may be gone already
+            except Exception:  # noqa: BLE001, S110 - the socket may be gone already
                 pass
 
     async def _layer_events(self) -> None:
@@ -218,6 +218,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             })
             return self.viewer.close(RATE_LIMITED)
         connections.keep_renewing(terminal.in_pool)
+        terminal.pool().submit(metrics.terminal_opened)  # not waited for, as release_slot below
         try:
             target = await self._lookup()
         except NotFoundError:

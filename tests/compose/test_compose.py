@@ -39,14 +39,14 @@ class Compose:
 
     def run(self, *args: str, timeout: float = 120) -> str:
         done = subprocess.run([*self.argv, *args], env=self.env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, check=False)
         if done.returncode != 0:
             raise AssertionError(f"docker-compose {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
     def logs(self) -> str:
         done = subprocess.run([*self.argv, "logs", "--no-color", "--tail=40"], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
         return done.stdout + done.stderr
 
     def client(self, token: str | None = None) -> requests.Session:

@@ -4,7 +4,7 @@ code the list shows, and the dashboard and the list count them."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -55,7 +55,7 @@ def test_an_instructor_creates_a_class_with_the_form_and_a_learner_joins_with_it
         # The form: a mistake is explained beside its field, then the class is made.
         teach.get_by_role("link", name="New class").click()
         teach.wait_for_url(re.compile(r"/classrooms/new/$"))
-        now = datetime.now(timezone.utc)  # the stack's server timezone is UTC
+        now = datetime.now(UTC)  # the stack's server timezone is UTC
         teach.get_by_label("Title", exact=True).fill("Containers, afternoon")
         teach.get_by_label("Lab", exact=True).select_option("what-is-a-container")
         teach.get_by_label("Seats", exact=True).fill("0")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,7 +25,7 @@ def test_the_dashboard_shows_a_learner_join_raise_a_hand_and_pass_a_check(stack,
     stack.tokens["dash-teacher"] = stack.manage("create_api_token", "--instructor", "dash-teacher").strip()
     stack.manage("shell", "-c", SET_PASSWORD)
     teacher = stack.client("dash-teacher")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     classroom = teacher.post(f"{stack.url}/api/classrooms/", timeout=30, json={
         "title": "Live class", "lab": "what-is-a-container", "seats": 5,
         "starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat(),
@@ -38,7 +38,7 @@ def test_the_dashboard_shows_a_learner_join_raise_a_hand_and_pass_a_check(stack,
         dash.goto(f"/accounts/login/?next=/classrooms/{classroom['id']}/")
         dash.get_by_label("Username").fill("dash-teacher")
         dash.get_by_label("Password").fill("correct horse battery staple")
-        dash.get_by_role("button", name=re.compile("sign in|log in", re.I)).click()
+        dash.get_by_role("button", name=re.compile("sign in|log in", re.IGNORECASE)).click()
         dash.wait_for_url(re.compile(r"/classrooms/"))
         dash.locator("#live-status.live").wait_for()
         assert dash.locator("#roster-empty").is_visible()

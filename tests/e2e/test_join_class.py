@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ def test_the_invite_link_asks_a_name_and_opens_the_lab_session(stack, page):
     stack.manage("import_labs", str(ROOT / "labs" / "what-is-a-container"))
     stack.tokens["e2e-teacher"] = stack.manage("create_api_token", "--instructor", "e2e-teacher").strip()
     teacher = stack.client("e2e-teacher")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     classroom = teacher.post(f"{stack.url}/api/classrooms/", timeout=30, json={
         "title": "Containers, day 1", "lab": "what-is-a-container", "seats": 10,
         "starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat(),

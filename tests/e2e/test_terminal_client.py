@@ -62,7 +62,7 @@ def terminal(page, peer) -> TerminalView:
 def test_it_acks_zero_at_once_then_the_bytes_it_rendered(page, peer, terminal):
     terminal.wait_until(lambda _: peer.controls(0, "ack"), timeout=30, what="a first ack")
     assert peer.controls(0, "ack")[0] == {"type": "ack", "bytes": 0}
-    greeting = len("screen of connection 0\r\n# ".encode())
+    greeting = len(b"screen of connection 0\r\n# ")
     output = b"".join(f"line {i}\r\n".encode() for i in range(5000))
     peer.connections[0].send(output)
     terminal.wait_for_line(r"line 4999")

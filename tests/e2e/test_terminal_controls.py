@@ -17,7 +17,7 @@ def test_the_text_size_buttons_change_the_font_and_it_is_remembered(page):
     terminal = session.terminal()
     terminal.wait_for_prompt()
     before = _font_size(page, terminal.iid)
-    rows, cols = terminal.size()
+    _rows, cols = terminal.size()
 
     page.locator(".pane.active").get_by_role("button", name="A+").click()
     page.locator(".pane.active").get_by_role("button", name="A+").click()

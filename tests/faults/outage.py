@@ -43,7 +43,7 @@ def a_session_runs_again(stack, client) -> None:
     """/healthz is ok again and a new session starts and runs (nothing restarted by hand)."""
     wait_for(lambda: requests.get(stack.url + "/healthz", timeout=10).status_code == 200, timeout=60,
              what="/healthz to be ok again")
-    started = wait_for(lambda: (lambda a: a if a.status_code == 201 else None)(
+    started = wait_for(lambda: (lambda a: a if a.status_code == 201 else None)(  # noqa: PLC3002 - the response, kept only when it is a 201
         client.post(stack.url + "/api/sessions/", json={}, timeout=30)), timeout=60, what="a session to start")
     body = started.json()
     wait_instance(stack, client, body["id"], body["instances"][0]["id"], "running", timeout=60)

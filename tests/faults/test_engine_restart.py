@@ -52,7 +52,7 @@ def redis_url():
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no", "--databases", str(REDIS_DB + 1)], stdout=subprocess.DEVNULL)
     try:
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0,
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False).returncode == 0,
                  timeout=10, what="the private Redis to answer")
         yield f"redis://127.0.0.1:{port}"
     finally:

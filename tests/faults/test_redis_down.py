@@ -43,7 +43,7 @@ class PrivateRedis:
         return self
 
     def answers(self) -> bool:
-        done = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+        done = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False)
         return done.stdout.strip() == "PONG"
 
     def stop(self) -> None:

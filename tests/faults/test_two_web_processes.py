@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from websockets.sync.client import connect
 
-from tests.integration.conftest import end_every_session, nothing_left, _purge, wait_instance
+from tests.integration.conftest import _purge, end_every_session, nothing_left, wait_instance
 from tests.integration.test_terminal import Terminal
 from tests.multiweb import MultiWebStack, OwnRedis, ReconnectingTerminal
 from tests.stack import ROOT, wait_for
@@ -101,7 +101,7 @@ def a_class(stack: MultiWebStack, title: str) -> dict:
     if "teacher" not in stack.tokens:
         stack.manage("import_labs", str(ONE_NODE_LAB))
         stack.tokens["teacher"] = stack.manage("create_api_token", "--instructor", "teacher").strip()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = stack.client("teacher").post(f"{stack.url}/api/classrooms/", timeout=30, json={
         "title": title, "lab": "stop-and-run", "seats": 1,
         "starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat()})
@@ -219,7 +219,7 @@ def test_a_rolling_restart_of_the_web_processes_loses_no_terminal(stack, measure
         measured("web process stopped (SIGTERM) behind nginx", "the process exits after", time.monotonic() - stopping)
         # The client is told (1012, service restart), reconnects through nginx
         # to the other process, and gets its screen back (the replay) there.
-        term.wait(lambda: term.connections > before, timeout=60, what="the client to reconnect")
+        term.wait(lambda: term.connections > before, timeout=60, what="the client to reconnect")  # noqa: B023 - called at once, in this round
         assert stack.web_of(term.upstream) == other
         term.expect(rf"kept-{round_}-{100 + round_}".encode(), timeout=60)
         assert shell_pid(term, f"after-{round_}") == pid

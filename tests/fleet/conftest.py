@@ -18,6 +18,7 @@ import pytest
 
 from tests.engines import LabHostMachine
 
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fleet-pki")

@@ -109,7 +109,7 @@ def test_the_instance_cap_per_session_is_409(stack, new_session):
 def test_exec_on_an_instance_that_is_not_running_is_409(stack, alice, new_session, engine):
     session = new_session(alice)
     node1 = wait_instance(stack, alice, session["id"], session["instances"][0]["id"], "running")
-    container = [c for c in engine.containers(filters={"label": f"playground.instance={node1['id']}"})][0]
+    container = next(iter(engine.containers(filters={"label": f"playground.instance={node1['id']}"})))
     engine.remove_container(container["Id"], force=True)
     answer = alice.post(f"{stack.url}/api/sessions/{session['id']}/instances/{node1['id']}/exec/",
                         json={"command": "true", "timeout": 5}, timeout=30)

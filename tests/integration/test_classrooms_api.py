@@ -2,7 +2,7 @@
 with its code, the roster shows them, and ending the class leaves nothing."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +15,7 @@ LAB = ROOT / "labs" / "what-is-a-container"
 
 
 def iso(delta: timedelta) -> str:
-    return (datetime.now(timezone.utc) + delta).isoformat()
+    return (datetime.now(UTC) + delta).isoformat()
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def manage(tmp_path_factory, engine):
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=600, check=False)
 
     run.deployment = env["PLAYGROUND_DEPLOYMENT"]  # type: ignore[attr-defined]
     yield run

@@ -159,7 +159,7 @@ class Impostor:
 
     def __init__(self, address: str, folder: Path) -> None:
         class Ping(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Api-Version", "1.41")
                 self.send_header("Content-Length", "2")

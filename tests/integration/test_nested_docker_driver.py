@@ -82,32 +82,24 @@ def lab(request):
     made.purge()
 
 
-@pytest.fixture(autouse=True)
-def _only_on_a_real_engine(request):
-    if request.node.get_closest_marker("engine") and getattr(request.cls, "kind", "") == "fake":
-        pytest.skip("only a real engine can answer this")
-
-
 @pytest.fixture(scope="class")
 def node(lab):
     return lab.instance()
 
 
-def on_btrfs(lab) -> bool:
-    return lab.kind == "docker" and lab.driver.api.info().get("Driver") == "btrfs"
-
-
-def needs_the_volume(lab) -> None:
-    if on_btrfs(lab):
-        pytest.skip("a btrfs lab host keeps the inner engine's data in the instance's own file system, "
-                    "inside its disk limit: no volume (test_on_btrfs_var_lib_docker_is_the_instances_own)")
+# A btrfs lab host keeps the inner engine's data in the instance's own file
+# system, inside its disk limit: no volume (see
+# test_on_btrfs_var_lib_docker_is_the_instances_own). The volume's tests are
+# collected only on other engines, and for the fake driver, which makes one
+# (tests/conftest.py asks the engine at collection).
+needs_the_volume = pytest.mark.engine_storage(unless="btrfs")
 
 
 class NestedDockerContract:
     kind = ""
 
+    @needs_the_volume
     def test_a_nested_docker_instance_has_a_volume_labelled_as_its_own(self, lab, node):
-        needs_the_volume(lab)
         volumes = lab.volumes_of(node)
         assert len(volumes) == 1
         labels = volumes[0].labels
@@ -119,8 +111,8 @@ class NestedDockerContract:
         plain = lab.instance(nested_docker=False)
         assert lab.volumes_of(plain) == []
 
+    @needs_the_volume
     def test_removing_the_instance_removes_its_volume_and_is_idempotent(self, lab):
-        needs_the_volume(lab)
         doomed = lab.instance()
         assert lab.volumes_of(doomed)
         lab.driver.remove_instance(doomed.state)
@@ -128,8 +120,8 @@ class NestedDockerContract:
         assert lab.volumes_of(doomed) == []
         assert lab.driver.inspect(doomed.state).state == "missing"
 
+    @needs_the_volume
     def test_a_volume_left_without_its_instance_is_listed_and_removable(self, lab):
-        needs_the_volume(lab)
         orphaned = lab.instance()
         container = [o for o in lab.driver.list_objects() if o.id == orphaned.state["id"]]
         lab.driver.remove_object(container[0])  # as the reconciler does, volume apart
@@ -139,8 +131,8 @@ class NestedDockerContract:
         lab.driver.remove_object(left[0])
         assert lab.volumes_of(orphaned) == []
 
+    @needs_the_volume
     def test_a_volume_in_use_is_kept_until_its_instance_is_gone(self, lab, node):
-        needs_the_volume(lab)
         [volume] = lab.volumes_of(node)
         with pytest.raises(DriverError) as caught:
             lab.driver.remove_object(volume)
@@ -170,8 +162,8 @@ class NestedDockerContract:
         assert host["UsernsMode"] == ""  # the engine's remapping applies, not "host"
 
     @pytest.mark.engine
+    @needs_the_volume
     def test_var_lib_docker_is_the_instance_volume(self, lab, node):
-        needs_the_volume(lab)
         mounts = lab.driver.api.inspect_container(node.state["id"])["Mounts"]
         [volume] = lab.volumes_of(node)
         assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [
@@ -179,9 +171,8 @@ class NestedDockerContract:
         ]
 
     @pytest.mark.engine
+    @pytest.mark.engine_storage(only="btrfs")  # elsewhere the inner engine's data is a volume
     def test_on_btrfs_var_lib_docker_is_the_instances_own(self, lab, node):
-        if not on_btrfs(lab):
-            pytest.skip("the lab host is not on btrfs: the inner engine's data is a volume")
         assert lab.volumes_of(node) == []
         assert lab.driver.api.inspect_container(node.state["id"])["Mounts"] == []
         result = lab.driver.exec(node.state, "docker info --format '{{.Driver}}'")
@@ -231,6 +222,7 @@ class NestedDockerContract:
         assert lab.driver.list_objects() == []
 
 
+@pytest.mark.fake_lab_host  # its tests marked engine are not collected (tests/conftest.py)
 class TestFakeDriver(NestedDockerContract):
     kind = "fake"
 

@@ -313,9 +313,11 @@ def test_a_websocket_without_the_cookie_is_refused(stack, alice):
     found_port(alice, 8765)
     netloc = urlsplit(alice.link(8765)).netloc
     sock = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
-    with pytest.raises(Exception) as refused:
-        with ws_connect(f"ws://{netloc}/ws", sock=sock, open_timeout=10) as ws:
-            ws.recv(timeout=10)
+    with (
+        pytest.raises(Exception) as refused,
+        ws_connect(f"ws://{netloc}/ws", sock=sock, open_timeout=10) as ws,
+    ):
+        ws.recv(timeout=10)
     assert "403" in str(refused.value) or "4403" in str(refused.value)
 
 

@@ -59,7 +59,7 @@ def author(tmp_path_factory, engine):
 
     def manage(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=900)
+                              timeout=900, check=False)
 
     manage.deployment = env["PLAYGROUND_DEPLOYMENT"]  # type: ignore[attr-defined]
     yield manage

@@ -7,8 +7,9 @@ The lab host is the in-memory fake (the database is what is under test); the
 whole-stack smoke run uses the real engine.
 
 `make test` runs this tier in a pytest run of its own with DATABASE_URL set to
-the project's PostgreSQL (scripts/postgres.sh); on any other database its
-tests are skipped, with the reason."""
+the project's PostgreSQL (scripts/postgres.sh), and leaves it out of its main
+run (-m "not concurrency"). Collected on any other database, its tests are
+skipped with the reason (a skip CI refuses: tests/conftest.py)."""
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ ON_POSTGRES = "the concurrency tier needs PostgreSQL: run it with DATABASE_URL=p
               "(`make test` runs it on the project's cluster, scripts/postgres.sh, in a second pytest run)"
 
 
+@pytest.hookimpl(tryfirst=True)  # the mark must be there before -m selects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/races/" in str(item.fspath):

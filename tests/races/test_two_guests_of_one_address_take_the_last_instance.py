@@ -26,7 +26,7 @@ def test_the_last_instance_of_an_address_goes_to_one_of_two_guests_at_once(setti
             Profile.objects.create(user=user, is_guest=True, address=address)
             guests.append(user)
 
-        outcomes = race(*(lambda user=user: actions.start_session(user=user, address=address) for user in guests))
+        outcomes = race(*(lambda user=user: actions.start_session(user=user, address=address) for user in guests))  # noqa: B023 - raced at once, in this round
 
         live = Instance.objects.filter(session__owner__in=guests, state__in=actions.LIVE_INSTANCE_STATES).count()
         assert live == 1, f"round {round_}: {live} live instances at an address capped at 1"

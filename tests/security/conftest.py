@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import end_every_session, engine, nothing_left, _purge, running_stack  # noqa: F401
+from tests.integration.conftest import (  # noqa: F401
+    _purge,
+    end_every_session,
+    engine,
+    nothing_left,
+    running_stack,
+)
 
 MEMORY_MB = 128
 PIDS = 100
@@ -19,12 +25,12 @@ DOCKER_PIDS = 200
 KINDS = ("shell", "docker")
 
 
-def _running(tmp_path_factory, engine, name: str, redis_db: int, env: dict[str, str]):
+def _running(tmp_path_factory, engine, name: str, redis_db: int, env: dict[str, str]):  # noqa: F811 - the engine fixture, imported to be shared
     yield from running_stack(engine, tmp_path_factory.mktemp(name), redis_db=redis_db, env=env, timeout=60)
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, engine):
+def stack(tmp_path_factory, engine):  # noqa: F811 - the engine fixture, imported to be shared
     """Small instances, a disk watchdog checking every second."""
     yield from _running(tmp_path_factory, engine, "security-stack", 25, {
         "PLAYGROUND_INSTANCE_MEMORY_MB": str(MEMORY_MB),
@@ -37,7 +43,7 @@ def stack(tmp_path_factory, engine):
 
 
 @pytest.fixture(scope="session")
-def strict_stack(tmp_path_factory, engine):
+def strict_stack(tmp_path_factory, engine):  # noqa: F811 - the engine fixture, imported to be shared
     """The default instance limits, and low request rates to flood."""
     yield from _running(tmp_path_factory, engine, "security-rates", 27, {
         "PLAYGROUND_SESSION_RATE_USER": "2/min",
@@ -47,7 +53,7 @@ def strict_stack(tmp_path_factory, engine):
 
 
 @pytest.fixture(scope="session")
-def docker_stack(tmp_path_factory, engine):
+def docker_stack(tmp_path_factory, engine):  # noqa: F811 - the engine fixture, imported to be shared
     """Sessions of the docker kind (its default image), for the attacks that
     run against both kinds. Redis database 18."""
     yield from _running(tmp_path_factory, engine, "security-docker", 18, {

@@ -71,20 +71,20 @@ def test_the_docker_kind_runs_under_its_own_seccomp_profile_with_the_engines_mas
     attacker, engine
 ):
     attacker.has("python3", "capsh")
-    code, output = attacker.run("grep -E '^(CapBnd|Seccomp):' /proc/self/status")
+    _code, output = attacker.run("grep -E '^(CapBnd|Seccomp):' /proc/self/status")
     status = dict(line.split(":\t") for line in output.strip().splitlines())
     assert status["Seccomp"] == "2", output  # a filter: sandboxes/seccomp/nested-docker.json
-    code, decoded = attacker.run(f"capsh --decode={status['CapBnd']}")
+    _code, decoded = attacker.run(f"capsh --decode={status['CapBnd']}")
     # Every capability of its own user namespace, SYS_RESOURCE aside.
     assert "cap_sys_admin" in decoded and "cap_sys_resource" not in decoded, decoded
-    code, output = attacker.run(f"python3 -c '{REFUSED_CALLS}'")
+    _code, output = attacker.run(f"python3 -c '{REFUSED_CALLS}'")
     refused = dict(line.split() for line in output.strip().splitlines())
     # ENOSYS only the filter answers (the kernel has them): the runtimes go on
     # without a keyring, and programs without io_uring.
     for name in ("add_key", "keyctl", "request_key", "io_uring_setup"):
         assert refused.pop(name) == "ENOSYS", output
     assert set(refused.values()) == {"EPERM"}, output
-    code, output = attacker.run(
+    _code, output = attacker.run(
         "wc -c < /proc/keys; cat /proc/timer_list | wc -c; echo 1 > /proc/irq/default_smp_affinity"
     )
     assert output.split()[:2] == ["0", "0"], output  # masked: the host's keys and timers
@@ -120,12 +120,12 @@ def test_loading_a_kernel_module_is_denied(attacker):
 
 
 def test_writing_proc_sys_is_denied(attacker):
-    before = open("/proc/sys/kernel/core_pattern").read()
+    before = open("/proc/sys/kernel/core_pattern").read()  # noqa: SIM115 - a one-shot read
     code, output = attacker.run("echo '|/tmp/pwn' > /proc/sys/kernel/core_pattern")
     assert code != 0 and denied(output), output
     code, output = attacker.run("echo 1 > /proc/sys/vm/drop_caches")
     assert code != 0 and denied(output), output
-    assert open("/proc/sys/kernel/core_pattern").read() == before
+    assert open("/proc/sys/kernel/core_pattern").read() == before  # noqa: SIM115 - a one-shot read
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/sysrq-trigger"),

@@ -86,10 +86,10 @@ def attacker(stack):
 def host_free_bytes(api) -> int:
     """Free space of the host file system that holds the engine's loop file."""
     root = api.info()["DockerRootDir"]
-    mounts = [line.split() for line in open("/proc/self/mounts")]
+    mounts = [line.split() for line in open("/proc/self/mounts")]  # noqa: SIM115 - a one-shot read
     source = max((m for m in mounts if root.startswith(m[1].rstrip("/") + "/") or root == m[1]),
                  key=lambda m: len(m[1]))[0]
-    backing = open(f"/sys/block/{os.path.basename(source)}/loop/backing_file").read().strip()
+    backing = open(f"/sys/block/{os.path.basename(source)}/loop/backing_file").read().strip()  # noqa: SIM115 - a one-shot read
     found = os.statvfs(os.path.dirname(backing))
     return found.f_bavail * found.f_frsize
 
@@ -130,7 +130,7 @@ def test_many_empty_files_stop_at_the_limit_too(attacker, neighbour):
     attacker.has("python3")
     # Empty files with long names: no bytes for a watchdog to count, only
     # inodes and directory entries (btrfs metadata, which the quota counts).
-    code, output = attacker.run(
+    _code, output = attacker.run(
         "python3 -c 'import os\nos.mkdir(\"/many\"); n = 0\n"
         "try:\n    while n < 10**7: open(\"/many/\" + \"x\" * 200 + str(n), \"w\").close(); n += 1\n"
         "except OSError as e: print(\"stopped at\", n, e.strerror)'; du -sk /many", timeout=120)
@@ -154,7 +154,7 @@ def test_a_nested_container_stops_at_the_docker_instances_limit(stack, btrfs_eng
         # Its inner engine's data lives in its own file system, not a volume.
         assert not (api.volumes(filters={"label": f"playground.instance={node.iid}"}) or {}).get("Volumes")
         assert node.run("docker info --format '{{.Driver}}'")[1].strip() == "overlay2"
-        code, output = node.run(
+        _code, output = node.run(
             "mkdir -p /root/tiny && cp /bin/busybox /root/tiny/ && cd /root/tiny && "
             "printf 'FROM scratch\\nCOPY busybox /bin/busybox\\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\\n'"
             " > Dockerfile && docker build -q -t tiny . && "

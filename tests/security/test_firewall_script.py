@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("unshare") or not shutil.which(
 
 def in_own_netns(commands: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(["unshare", "-n", "bash", "-euc", commands], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -59,7 +59,7 @@ def test_the_egress_chain_denies_private_link_local_and_the_operators_ranges_and
     # Forwarding is dropped unless a rule passes it, in both families.
     assert "-P FORWARD DROP" in rules and "-P FORWARD DROP" in rules6
     # Hooked once, in DOCKER-USER (first in FORWARD), for every session bridge.
-    assert [r for r in rules if r.startswith("-A FORWARD")][0] == "-A FORWARD -j DOCKER-USER"
+    assert next(r for r in rules if r.startswith("-A FORWARD")) == "-A FORWARD -j DOCKER-USER"
     assert rules.count("-A DOCKER-USER -i pgbr+ -j PLAYGROUND-EGRESS") == 1
     chain = [r for r in rules if r.startswith("-A PLAYGROUND-EGRESS")]
     assert chain[:2] == [

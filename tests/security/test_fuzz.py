@@ -59,6 +59,7 @@ def test_the_fuzzed_api_never_answers_5xx_and_mostly_reaches_handlers(fuzz_stack
          "--exclude-path-regex", "/files/",  # raw bodies: fuzzed below 64 KiB by the API tests
          "--report-dir", str(tmp_path / "report")],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,  # its caches land there
+        check=False,
     )
     every_call = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
     statuses = collections.Counter(int(status) // 100 for _, _, status, _ in every_call)

@@ -30,7 +30,7 @@ def guests_stack(tmp_path_factory, engine):
         "PLAYGROUND_GUEST_INSTANCES_PER_ADDRESS": str(CAP),
         "PLAYGROUND_TRUSTED_PROXIES": "127.0.0.1",
     }):
-        wait_for(lambda: requests.get(running.url + "/healthz", timeout=5).status_code == 200,
+        wait_for(lambda: requests.get(running.url + "/healthz", timeout=5).status_code == 200,  # noqa: B023 - called at once, in this iteration
                  timeout=30, what="the lab host to be seen healthy")
         yield running
 

@@ -157,7 +157,7 @@ def test_a_sandbox_spoofing_its_source_address_still_meets_the_firewall(attacker
         try:
             while True:
                 received.append(sink.recv(64))
-        except socket.timeout:
+        except TimeoutError:
             pass
         assert received == []
     finally:

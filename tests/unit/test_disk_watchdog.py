@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from playground.sessions import actions, hosts
-from playground.sessions.models import Instance
 
 pytestmark = pytest.mark.django_db
 

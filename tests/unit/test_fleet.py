@@ -57,7 +57,7 @@ def test_draining_moves_the_pool_and_a_class_warm_pool_to_the_other_hosts(settin
     settings.PLAYGROUND_POOL_IMAGES = {"shell": 2}
     actions.fill_pools()
     now = timezone.now()
-    classroom = class_actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=2,
+    class_actions.create_classroom(user=teacher, title="Soon", lab=lab, seats=2,
                                                starts_at=now + timedelta(minutes=5), ends_at=now + timedelta(hours=1))
     with django_capture_on_commit_callbacks(execute=True):
         class_actions.warm_classes()

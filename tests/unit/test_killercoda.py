@@ -156,10 +156,10 @@ def test_what_cannot_run_is_refused_with_its_file_and_line():
         load_scenario(REFUSED)
     index = REFUSED / "index.json"
     assert [str(p) for p in caught.value.problems] == [
-        f"{index}:{line_of(index, 'kubernetes-kubeadm-2nodes')}: backend.imageid: 'kubernetes-kubeadm-2nodes': "
-        "a Kubernetes backend cannot run here (the playground's instances are single Linux hosts with Docker)",
-        f"{index}:{line_of(index, 'step1/verify.sh')}: details.steps[1].verify: "
-        "no file step1/verify.sh in the scenario folder",
+        (f"{index}:{line_of(index, 'kubernetes-kubeadm-2nodes')}: backend.imageid: 'kubernetes-kubeadm-2nodes': "
+         "a Kubernetes backend cannot run here (the playground's instances are single Linux hosts with Docker)"),
+        (f"{index}:{line_of(index, 'step1/verify.sh')}: details.steps[1].verify: "
+         "no file step1/verify.sh in the scenario folder"),
     ]
 
 
@@ -181,8 +181,8 @@ def refusals(folder: Path) -> list[str]:
 
 def test_json_that_does_not_parse_is_refused_at_its_line(tmp_path):
     folder = scenario_in(tmp_path, '{\n  "title": "x",\n  "details": {,\n}\n')
-    assert refusals(folder) == [f"{folder / 'index.json'}:3: not valid JSON: Expecting property name enclosed in "
-                                "double quotes"]
+    assert refusals(folder) == [(f"{folder / 'index.json'}:3: not valid JSON: Expecting property name enclosed in "
+                                 "double quotes")]
 
 
 def test_unknown_backends_challenges_and_stepless_scenarios_are_refused(tmp_path):
@@ -199,8 +199,8 @@ def test_a_file_outside_the_scenario_folder_is_refused(tmp_path):
     folder = scenario_in(tmp_path, {"title": "x", "details": {"steps": [{"title": "a", "text": "../secret.md"}]},
                                     "backend": {"imageid": "ubuntu"}})
     (tmp_path / "secret.md").write_text("secret")
-    assert refusals(folder) == [f"{folder / 'index.json'}:7: details.steps[1].text: ../secret.md is outside the "
-                                "scenario folder"]
+    assert refusals(folder) == [(f"{folder / 'index.json'}:7: details.steps[1].text: ../secret.md is outside the "
+                                 "scenario folder")]
 
 
 def test_older_katacoda_fields_are_read():
@@ -228,8 +228,8 @@ def test_a_course_entry_without_a_scenario_is_named_at_its_line(tmp_path):
     (tmp_path / "structure.json").write_text('{\n  "items": [\n    {"path": "nowhere"}\n  ]\n}\n')
     problems: list = []
     assert killercoda.find_scenarios([tmp_path], problems) == []
-    assert [str(p) for p in problems] == [f"{tmp_path / 'structure.json'}:3: items[1].path: nowhere: no scenario "
-                                          "(index.json) there"]
+    assert [str(p) for p in problems] == [(f"{tmp_path / 'structure.json'}:3: items[1].path: nowhere: no scenario "
+                                           "(index.json) there")]
 
 
 def test_a_folder_of_scenarios_and_labs_yields_only_the_scenarios():

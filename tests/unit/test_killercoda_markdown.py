@@ -4,11 +4,11 @@ opens, collapsed details sections, and port links with a path. Still
 sanitised: nothing of the source becomes HTML but these."""
 from __future__ import annotations
 
+import pytest
+
 from playground.labs import markdown
 from playground.labs.loader import LabInvalid, load_lab
 from tests.unit.labs_helpers import write_lab
-
-import pytest
 
 
 def test_inline_code_marked_run_or_copy_carries_its_action():

@@ -2,8 +2,6 @@
 progress (fake driver, eager tasks)."""
 from __future__ import annotations
 
-import base64
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -112,7 +110,7 @@ def test_a_lab_session_has_the_lab_s_named_instances_and_copies_assets(tmp_path,
     node1 = FakeDriver(url="fake://lab1", deployment="test-unit")
     instances = {i.hostname: i for i in session.instances.all()}
     assert node1.get_file(instances["node1"].driver_state, "/root/notes.txt") == b"hi\n"
-    with pytest.raises(Exception):  # assets: false
+    with pytest.raises(Exception):  # noqa: B017 - assets: false
         node1.get_file(instances["web"].driver_state, "/root/notes.txt")
     assert ("node1", "cd /root 2>/dev/null; exec bash -c 'echo ready'") in touched
 

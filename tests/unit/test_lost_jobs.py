@@ -36,9 +36,8 @@ def unstarted_instance(session: Session) -> Instance:
 
 
 def test_a_lease_is_held_by_one_worker_at_a_time():
-    with jobs.lease("provision:x") as first:
-        with jobs.lease("provision:x") as second:
-            assert (first, second) == (True, False)
+    with jobs.lease("provision:x") as first, jobs.lease("provision:x") as second:
+        assert (first, second) == (True, False)
     with jobs.lease("provision:x") as again:
         assert again
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 
 def session_data(page) -> dict:
-    match = re.search(r'<script id="session-data" type="application/json">(.*?)</script>', page.content.decode(), re.S)
+    match = re.search(r'<script id="session-data" type="application/json">(.*?)</script>', page.content.decode(), re.DOTALL)
     return json.loads(match.group(1))
 
 

@@ -148,7 +148,7 @@ def test_a_ping_is_answered_with_a_pong(pair):
 
 def test_a_message_over_the_limit_closes_with_1009(pair):
     async def scenario():
-        conn, transport, client, received = connect(pair, max_size=1000)
+        conn, _transport, client, received = connect(pair, max_size=1000)
         conn.start()
         client.send_binary(b"x" * 1001)
         await client.read(lambda frames: client.of(Opcode.CLOSE))
@@ -279,7 +279,7 @@ def test_a_close_the_client_never_answers_ends_the_connection_after_a_timeout(pa
     monkeypatch.setattr(rawsocket, "CLOSE_TIMEOUT", 0.2)
 
     async def scenario():
-        conn, transport, client, _ = connect(pair)
+        conn, transport, _client, _ = connect(pair)
         conn.start()
         conn.close(4410)
         await until(lambda: conn.ended, timeout=5)

@@ -5,7 +5,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from playground.errors import Invalid, LimitReached, NoCapacity, NotFoundError, NotReady, SessionOver
+from playground.errors import (
+    Invalid,
+    LimitReached,
+    NoCapacity,
+    NotFoundError,
+    NotReady,
+    SessionOver,
+)
 from playground.sessions import actions, hosts
 from playground.sessions.models import Instance, Session
 
@@ -176,7 +183,7 @@ def test_a_host_that_broke_refuses_new_sessions_with_no_capacity(alice, start, s
     from django.core.cache import cache
 
     # The host looked healthy when the session was allocated, then broke.
-    session = start(user=alice)
+    start(user=alice)
     settings.PLAYGROUND_DRIVER = "sandboxes.fake.BrokenDriver"
     hosts.forget_drivers()
     cache.clear()

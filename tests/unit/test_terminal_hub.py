@@ -303,7 +303,7 @@ def test_output_read_in_pieces_in_one_turn_goes_out_as_one_chunk(target, monkeyp
         monkeypatch.setattr(terminal, "READ_SIZE", 4)  # every read takes 4 bytes at most
         chunks.clear()
         hub.write(b"0123456789ab")
-        time.sleep(0.3)  # the echo waits whole in the socket before the hub's next turn
+        time.sleep(0.3)  # noqa: ASYNC251 - the echo waits whole in the socket before the hub's next turn
         await until(lambda: b"".join(chunks).count(b"0123456789ab") == 1, what="the echo")
         assert chunks == [b"0123456789ab"]  # one chunk (one frame), not three
 
