@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -61,8 +62,13 @@ class OwnEngine:
         return time.monotonic() - began
 
     def load_images(self, images: tuple[str, ...] = SANDBOX_IMAGES) -> None:
-        """Copy ``images`` from the main engine (no registry: docker save | docker load)."""
-        save = subprocess.Popen(["docker", "-H", ENGINE, "save", *images], stdout=subprocess.PIPE)
+        """Copy ``images`` from the main engine (no registry: docker save |
+        docker load), each image through a pipe of its own, side by side."""
+        with ThreadPoolExecutor(max_workers=len(images)) as pool:
+            list(pool.map(self._load_image, images))
+
+    def _load_image(self, image: str) -> None:
+        save = subprocess.Popen(["docker", "-H", ENGINE, "save", image], stdout=subprocess.PIPE)
         subprocess.run(["docker", "-H", self.url, "load", "-q"], stdin=save.stdout, check=True,
                        capture_output=True, timeout=300)
         assert save.wait(timeout=60) == 0
