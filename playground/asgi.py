@@ -37,7 +37,7 @@ rawsocket.limit_request_bodies(settings.PLAYGROUND_MAX_REQUEST_BYTES)
 # A stop (SIGTERM) lets every terminal clean up and close with 1012 (playground.daphne_stop).
 daphne_stop.stop_cleanly()
 
-# Requests to an instance port's origin (API.md, "Ports") go to its proxy,
+# Requests to an instance port's origin (docs/api.md, "Ports") go to its proxy,
 # before Django or Channels see them.
 application = port_proxy.host_router(
     ProtocolTypeRouter(

@@ -1,5 +1,5 @@
 """The API's errors: domain exceptions raised by actions, and the one place
-that turns every error into API.md's JSON shape."""
+that turns every error into docs/api.md's JSON shape."""
 from __future__ import annotations
 
 import logging
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class PlaygroundError(Exception):
-    """A use case refused; ``status`` and ``code`` are API.md's."""
+    """A use case refused; ``status`` and ``code`` are docs/api.md's."""
 
     status = 400
     code = "invalid"
@@ -115,7 +115,7 @@ def _validation_message(detail) -> str:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every error in API.md's shape."""
+    """DRF's EXCEPTION_HANDLER: every error in docs/api.md's shape."""
     if isinstance(exc, PlaygroundError):
         return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
     if isinstance(exc, OutOfCapacity):

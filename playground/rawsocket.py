@@ -215,7 +215,7 @@ BODY_LINGER = 5.0
 
 
 def limit_request_bodies(limit: int) -> None:
-    """Make Daphne answer 400 ``invalid`` (API.md's JSON) and close the
+    """Make Daphne answer 400 ``invalid`` (docs/api.md's JSON) and close the
     connection as soon as a request's body is known to pass ``limit`` bytes
     (idempotent; nothing when not running under Daphne)."""
     try:

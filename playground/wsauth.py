@@ -1,4 +1,4 @@
-"""Who is on the other end of a WebSocket, decided at the handshake (API.md).
+"""Who is on the other end of a WebSocket, decided at the handshake (docs/api.md).
 
 * ``Authorization: Token <key>`` (scripts): the token decides, whatever
   cookie comes with it; a bad key is refused (4401), never ignored in favour
@@ -132,7 +132,7 @@ async def refuse(code: int, receive, send) -> None:
 
 def close_oversized_frames_cleanly() -> None:
     """Make Daphne answer a frame over its size limit (1 MiB by default, its
-    ``--websocket-max-message-size``) with close code 1009, as API.md says.
+    ``--websocket-max-message-size``) with close code 1009, as docs/api.md says.
 
     Autobahn, under Daphne, fails such a connection by dropping the TCP
     connection (``failByDrop``, on by default for servers): the client would

@@ -491,7 +491,7 @@ class DockerDriver(Driver):
 
     # -- steps: the nested-Docker profile (InstanceSpec.nested_docker) --------------
     # Kept apart from the default profile above: what an engine inside the
-    # instance needs (DESIGN.md, "Facts verified") and nothing for the shell.
+    # instance needs (docs/security.md, "The `docker` kind") and nothing for the shell.
     inner_engine_timeout = 30.0
     inner_engine_volume_path = "/var/lib/docker"
 

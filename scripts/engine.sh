@@ -16,15 +16,15 @@
 #
 # Live restore: a restart of the engine (an upgrade, a crash, `stop; start`)
 # costs no sandbox: containers, their terminals and nested engines run on
-# while dockerd is away, and the new dockerd adopts them (DESIGN.md records
-# it working with user namespace remapping). A second engine beside this one
+# while dockerd is away, and the new dockerd adopts them, user namespace
+# remapping included (tests/faults/test_engine_restart.py). A second engine beside this one
 # (tests) takes its own PLAYGROUND_RUN_DIR, PLAYGROUND_STATE_DIR and
 # PLAYGROUND_ENGINE_ADDRESS_POOL: its firewall is then a chain of its own.
 #
 # A dockerd of its own (socket, data root, exec root, pidfile, no default
 # bridge) so it never touches a system Docker. User namespaces are remapped:
 # root in a sandbox is uid 100000+ on the host, which is what lets Docker run
-# inside an instance without --privileged (see DESIGN.md). dockerd creates the
+# inside an instance without --privileged (docs/security.md). dockerd creates the
 # `dockremap` user and its /etc/subuid, /etc/subgid ranges itself on first start.
 # iptables stays on: it isolates the session networks from each other.
 set -euo pipefail

@@ -1,5 +1,5 @@
 // The JSON API as the pages use it: the session cookie, the CSRF token from
-// its cookie on unsafe methods, and API.md's error shape turned into text a
+// its cookie on unsafe methods, and docs/api.md's error shape turned into text a
 // person can act on.
 
 export interface Instance {

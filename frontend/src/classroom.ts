@@ -1,5 +1,5 @@
 // An instructor's class dashboard: the roster, live over the class WebSocket
-// (API.md: a "roster" event on connect, then one "learner" event per change),
+// (docs/api.md: a "roster" event on connect, then one "learner" event per change),
 // and ending the class.
 
 import { api, describe } from "./api";

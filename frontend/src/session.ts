@@ -323,7 +323,7 @@ function statsLine(stats: InstanceStats): HTMLElement {
 }
 
 // -- ports --------------------------------------------------------------------------------
-// Each link opens the port on an origin of its own (API.md, "Ports"); its
+// Each link opens the port on an origin of its own (docs/api.md, "Ports"); its
 // grant is fresh from the last poll.
 
 function portLinks(instance: Instance): HTMLElement {

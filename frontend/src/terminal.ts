@@ -1,5 +1,5 @@
 // The terminal client: one xterm.js terminal bound to one instance's terminal
-// WebSocket (API.md, "Terminal WebSocket").
+// WebSocket (docs/api.md, "Terminal WebSocket").
 //
 // Binary frames carry the bytes, JSON text frames the control messages. The
 // client acknowledges output as xterm has parsed it, so a fast program (`yes`)

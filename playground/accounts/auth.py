@@ -4,7 +4,7 @@ from rest_framework import authentication
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """``Authorization: Token <key>`` as API.md says; listed first, so the
+    """``Authorization: Token <key>`` as docs/api.md says; listed first, so the
     token decides when a cookie comes too."""
 
     keyword = "Token"

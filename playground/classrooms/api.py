@@ -1,4 +1,4 @@
-"""The classes' HTTP API (API.md): thin views over ``actions``."""
+"""The classes' HTTP API (docs/api.md): thin views over ``actions``."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -95,7 +95,7 @@ class HandSerializer(StrictSerializer):
 @extend_schema(request=HandSerializer, responses={200: inline_serializer("HandState", {"raised": serializers.BooleanField()}), **ERRORS})
 @api_view(["POST"])
 def hand(request: Request, sid: str) -> Response:
-    """Raise or lower the learner's hand in their class (an extension of API.md)."""
+    """Raise or lower the learner's hand in their class (an extension of docs/api.md)."""
     session = session_of(user=request.user, session_id=sid)
     learner = actions.raise_hand(user=request.user, session=session, raised=_body(HandSerializer, request)["raised"])
     return Response({"raised": learner.hand_raised})
@@ -108,7 +108,7 @@ class MessageSerializer(StrictSerializer):
 @extend_schema(request=MessageSerializer, responses={200: inline_serializer("Sent", {"sent": serializers.IntegerField()}), **ERRORS})
 @api_view(["POST"])
 def message(request: Request, cid: str) -> Response:
-    """A message on every learner's page (an extension of API.md)."""
+    """A message on every learner's page (an extension of docs/api.md)."""
     classroom = actions.classroom_of(user=request.user, classroom_id=cid)
     sent = actions.broadcast(classroom=classroom, text=_body(MessageSerializer, request)["text"], user=request.user)
     return Response({"sent": sent})
@@ -122,7 +122,7 @@ class TimeSerializer(StrictSerializer):
 @extend_schema(request=TimeSerializer, responses={200: inline_serializer("TimeGiven", {"extended": serializers.IntegerField()}), **ERRORS})
 @api_view(["POST"])
 def extra_time(request: Request, cid: str) -> Response:
-    """More time for one learner or for all (an extension of API.md)."""
+    """More time for one learner or for all (an extension of docs/api.md)."""
     classroom = actions.classroom_of(user=request.user, classroom_id=cid)
     body = _body(TimeSerializer, request)
     extended = actions.give_time(classroom=classroom, minutes=body["minutes"], user=request.user,
@@ -140,7 +140,7 @@ class FastForwardSerializer(StrictSerializer):
 }), **ERRORS})
 @api_view(["POST"])
 def fast_forward(request: Request, cid: str) -> Response:
-    """Skip one learner or every learner to a step, as far as the lab allows (an extension of API.md)."""
+    """Skip one learner or every learner to a step, as far as the lab allows (an extension of docs/api.md)."""
     classroom = actions.classroom_of(user=request.user, classroom_id=cid)
     body = _body(FastForwardSerializer, request)
     learners = actions.fast_forward(classroom=classroom, step=body["step"], user=request.user,

@@ -1,4 +1,4 @@
-"""The class dashboard WebSocket (API.md): the roster on connect, then one
+"""The class dashboard WebSocket (docs/api.md): the roster on connect, then one
 ``learner`` event per learner whose entry changed.
 
 Changes are pushed by ``actions.notify_class`` (a learner joined, raised a
@@ -49,7 +49,7 @@ class ClassroomConsumer(AsyncWebsocketConsumer):
         self.sent = {entry["key"]: entry for entry in learners}
         self.pool = pool
         await self.send(text_data=json.dumps({"type": "roster", "learners": [_public(e) for e in learners]}))
-        # An extension of API.md: the hot-start pool filling before the class.
+        # An extension of docs/api.md: the hot-start pool filling before the class.
         await self.send(text_data=json.dumps({"type": "pool", **pool}))
         self.refresher = asyncio.create_task(self._refresh_now_and_then())
 

@@ -193,7 +193,7 @@ def edit_class(request: HttpRequest, cid: str) -> HttpResponse:
     if not _signed_in(request):
         return redirect_to_login(request.get_full_path())
     classroom = Classroom.objects.select_related("lab", "organisation").filter(id=cid).first()
-    # Someone else's class is as unknown as one that does not exist (API.md:
+    # Someone else's class is as unknown as one that does not exist (docs/api.md:
     # another owner's id is a 404, never a 403).
     if classroom is None or not actions.teaches(request.user, classroom):
         raise Http404("No such class.")

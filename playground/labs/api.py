@@ -1,4 +1,4 @@
-"""The JSON API of labs (API.md): the catalogue, one lab with the caller's
+"""The JSON API of labs (docs/api.md): the catalogue, one lab with the caller's
 progress, a session's lab, and step checks. Views validate and call actions."""
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ class SkipSerializer(StrictSerializer):
 @api_view(["POST"])
 def session_skip(request: Request, sid: str) -> Response:
     """Skip to a step: the solutions of the steps before it not done yet run,
-    in order, in the session, then their checks (an extension of API.md)."""
+    in order, in the session, then their checks (an extension of docs/api.md)."""
     session = session_actions.session_of(user=request.user, session_id=sid)
     _throttle(ExecThrottle, request)
     body = _body(SkipSerializer, request)

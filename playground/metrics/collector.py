@@ -7,7 +7,7 @@ of several).
 A source that does not answer (the database, Redis, the broker) leaves its
 metrics out of that scrape, and ``playground_metrics_source_up`` says which;
 the rest are served. Label sets that are known in advance (the lab hosts, the
-images, API.md's error codes) are exported at 0 before anything happened,
+images, docs/api.md's error codes) are exported at 0 before anything happened,
 so rates and sums have a series to start from.
 """
 from __future__ import annotations

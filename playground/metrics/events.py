@@ -54,10 +54,10 @@ JOIN_VIAS = ("code", "invite")
 
 API_ERRORS = Event(
     "playground_api_errors_total", "counter",
-    "Error answers in API.md's JSON shape (any status of 400 and up), by error code.",
+    "Error answers in docs/api.md's JSON shape (any status of 400 and up), by error code.",
     ("code",),
 )
-# API.md's codes and the few the error handler adds; others appear once seen.
+# docs/api.md's codes and the few the error handler adds; others appear once seen.
 API_ERROR_CODES = ("invalid", "unauthenticated", "forbidden", "not_found", "limit_reached", "class_closed",
                    "not_ready", "session_over", "rate_limited", "no_capacity", "unavailable", "internal")
 

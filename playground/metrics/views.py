@@ -1,5 +1,5 @@
 """``GET /metrics``: served only to the addresses ``PLAYGROUND_METRICS_ALLOW``
-lists (default loopback), everyone else gets API.md's 404 ``not_found``, as
+lists (default loopback), everyone else gets docs/api.md's 404 ``not_found``, as
 for a path that does not exist.
 
 The address is the client's as the project resolves it everywhere

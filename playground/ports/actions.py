@@ -1,4 +1,4 @@
-"""Use cases of instance ports (API.md, "Ports").
+"""Use cases of instance ports (docs/api.md, "Ports").
 
 Finding ports: a Celery beat task asks each lab host which TCP ports the
 running instances of live sessions listen on (one cheap exec per instance)

@@ -1,5 +1,5 @@
 """The "open port" endpoint: a link to any port of an instance (an extension
-of API.md: ``POST /api/sessions/{sid}/instances/{iid}/ports/``)."""
+of docs/api.md: ``POST /api/sessions/{sid}/instances/{iid}/ports/``)."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema

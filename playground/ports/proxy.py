@@ -576,7 +576,7 @@ async def _answer(send, status: int, body: bytes, headers: list[tuple[bytes, byt
 
 
 async def _refuse(scope, send, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
-    """API.md's JSON error, or a small page for a browser that asks for HTML."""
+    """docs/api.md's JSON error, or a small page for a browser that asks for HTML."""
     accept = (_header(scope, b"accept") or "").lower()
     if "text/html" in accept:
         body = _ERROR_PAGE.format(status=status, message=html.escape(message)).encode()

@@ -857,7 +857,7 @@ def end_session(*, session: Session, reason: str = "ended by its owner") -> None
         session.refresh_from_db()
         _require_live(session)
     notify_session(session_id=session.id, event={"type": "session.status", "state": "session_over"})
-    # Gone before the answer (API.md): a worker already at it is waited for.
+    # Gone before the answer (docs/api.md): a worker already at it is waited for.
     teardown_session(session_id=session.id, wait=TEARDOWN_WAIT_SECONDS)
     log.info("session %s ended: %s", session.id, reason)
     audit.record("session.ended", user=session.owner, session=session.id, reason=reason)
@@ -1089,7 +1089,7 @@ def note_activity(*, session_id: str) -> None:
 
 # -- asking every running instance (ports, stats) ----------------------------------------------
 
-# Work grows with what people watch (DESIGN.md): the periodic port scan and
+# Work grows with what people watch (docs/performance.md, "Idle sessions"): the periodic port scan and
 # stats sampling ask only the instances of sessions somebody read lately
 # through the API (the session page polls it; an open terminal alone reads
 # neither). A session read after a quiet spell is looked at at once.

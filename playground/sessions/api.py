@@ -1,4 +1,4 @@
-"""The JSON API of sessions and instances (API.md). Views validate and call actions."""
+"""The JSON API of sessions and instances (docs/api.md). Views validate and call actions."""
 from __future__ import annotations
 
 from django.conf import settings

@@ -1,4 +1,4 @@
-"""The terminal WebSocket, ``/ws/instances/{iid}/terminal/`` (API.md).
+"""The terminal WebSocket, ``/ws/instances/{iid}/terminal/`` (docs/api.md).
 
 Thin: the handshake's caller comes from ``playground.wsauth``, the rules from
 ``actions``, the shared TTY from ``terminal.Hub``. The session's channel-layer

@@ -3,7 +3,7 @@
 Every connection this process holds to an instance's terminal shares one
 ``Hub``, which holds one attachment to the instance's TTY (the engine fans the
 TTY out to the attachments of every web process), keeps the recent output for
-replays and fans the output out to the connections under API.md's flow
+replays and fans the output out to the connections under docs/api.md's flow
 control. Terminal bytes never go through the channel layer.
 
 Threads: blocking calls (attach, resize, inspect, the database) run on this
@@ -13,7 +13,7 @@ terminal costs no thread, and reading stops by removing the reader: the engine
 then stops taking the program's output and the program blocks on write, as in
 a real terminal.
 
-Flow control (API.md): each connection (``Viewer``) may have ``WINDOW`` bytes
+Flow control (docs/api.md): each connection (``Viewer``) may have ``WINDOW`` bytes
 of output handed to its socket and not yet acknowledged, replay included. The
 hub reads at most what the roomiest connection can take, so the fastest reader
 sets the pace; a connection a chunk does not fit is marked lagging and gets no
@@ -52,7 +52,7 @@ from .actions import TerminalTarget
 log = logging.getLogger(__name__)
 
 WINDOW = 1024 * 1024
-"""Output a connection may have unacknowledged (API.md)."""
+"""Output a connection may have unacknowledged (docs/api.md)."""
 READ_SIZE = 256 * 1024
 """The most read from the TTY at once, and so the largest live chunk."""
 READ_BUDGET = 256 * 1024

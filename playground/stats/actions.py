@@ -7,7 +7,7 @@ sample and what the page shows: ``cpu_percent`` (CPU time used between the
 last two samples over the wall time between them, as a percentage of one
 CPU: 200 is two CPUs busy), ``memory_bytes`` and ``memory_limit_bytes``. The
 web tier only reads the cache when it writes an Instance's ``stats`` (an
-extension of API.md).
+extension of docs/api.md).
 """
 from __future__ import annotations
 

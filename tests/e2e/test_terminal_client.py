@@ -1,4 +1,4 @@
-"""The browser's terminal client keeps API.md's side of the terminal protocol.
+"""The browser's terminal client keeps docs/api.md's side of the terminal protocol.
 
 These tests put a scripted peer in place of the terminal WebSocket (Playwright
 routes the page's WebSocket to it), because what they check is the client's

@@ -10,7 +10,7 @@ import requests
 from tests.integration.conftest import wait_instance
 from tests.stack import wait_for
 
-CONTRACT_SECONDS = 5.0  # API.md: 503 unavailable is answered within 5 s
+CONTRACT_SECONDS = 5.0  # docs/api.md: 503 unavailable is answered within 5 s
 
 
 def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:

@@ -1,4 +1,4 @@
-"""Every error in API.md's table, provoked once through the real stack."""
+"""Every error in docs/api.md's table, provoked once through the real stack."""
 from __future__ import annotations
 
 import re

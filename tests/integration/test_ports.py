@@ -1,4 +1,4 @@
-"""Ports through the real stack (API.md, "Ports"): what a server in an
+"""Ports through the real stack (docs/api.md, "Ports"): what a server in an
 instance listens on shows up in the instance's JSON, and its link opens it
 through the proxy, on an origin of its own, for the session's owner only.
 

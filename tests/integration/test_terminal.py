@@ -1,4 +1,4 @@
-"""The terminal WebSocket end to end (API.md, "Terminal WebSocket"): Daphne, a
+"""The terminal WebSocket end to end (docs/api.md, "Terminal WebSocket"): Daphne, a
 Celery worker and beat, Redis and the real lab-host engine, through the
 ``websockets`` client as a script would connect."""
 from __future__ import annotations

@@ -48,5 +48,5 @@ def test_a_session_starts_runs_a_command_grows_and_ends_on_postgres(stack_on_pos
     assert ended.status_code == 204, ended.text
     # What the rows say, read from PostgreSQL itself.
     assert stack.sql("SELECT state FROM play_sessions_session WHERE id = ?", (sid,)) == [("ended",)]
-    # Gone before the answer (API.md); the fixture then checks nothing else is left.
+    # Gone before the answer (docs/api.md); the fixture then checks nothing else is left.
     assert labelled(engine, stack.deployment)["containers"] == []

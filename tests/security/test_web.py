@@ -1,5 +1,5 @@
 """The web tier refuses what is not the caller's, foreign pages, oversized
-bodies and floods, with API.md's codes. (The terminal WebSocket's 4404, foreign
+bodies and floods, with docs/api.md's codes. (The terminal WebSocket's 4404, foreign
 Origin, 1009 and 4429 are proven in tests/integration/test_terminal.py.)"""
 from __future__ import annotations
 

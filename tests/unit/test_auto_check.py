@@ -190,7 +190,7 @@ def test_the_api_takes_auto_and_counts_only_the_learner_s_own_failures(alice_api
     assert auto.json()["progress"]["checks_failed"] == 0
     manual = client.post(url, {"step": 1, "auto": False}, format="json").json()
     assert manual["passed"] is False and manual["progress"]["checks_failed"] == 1
-    plain = client.post(url, {"step": 1}, format="json").json()  # API.md's form: a manual check
+    plain = client.post(url, {"step": 1}, format="json").json()  # docs/api.md's form: a manual check
     assert plain["progress"]["checks_failed"] == 2
     assert client.get("/api/labs/hello/").json()["progress"]["checks_failed"] == 2
 

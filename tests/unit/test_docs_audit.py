@@ -7,6 +7,7 @@ import ast
 import re
 
 from tests.stack import ROOT
+from tests.unit.docs_tables import first_cells
 
 SECURITY = ROOT / "docs" / "security.md"
 
@@ -52,18 +53,7 @@ def recorded_events() -> dict[str, str]:
 
 def documented_events() -> set[str]:
     """The first column of the table headed "event" in docs/security.md."""
-    names: set[str] = set()
-    header = None
-    for line in SECURITY.read_text().splitlines():
-        if not line.startswith("|"):
-            header = None
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if header is None:
-            header = cells
-        elif header[0] == "event" and not set(cells[0]) <= set("-: "):
-            names.update(re.findall(r"`([a-z_]+\.[a-z_]+)`", cells[0]))
-    return names
+    return {name for cell in first_cells(SECURITY, "event") for name in re.findall(r"`([a-z_]+\.[a-z_]+)`", cell)}
 
 
 def test_the_audit_table_lists_every_event_the_code_records_and_no_other():

@@ -15,6 +15,7 @@ import os
 import re
 
 from tests.stack import ROOT
+from tests.unit.docs_tables import first_cells
 
 OPERATIONS = ROOT / "docs" / "operations.md"
 PYTHON_READ = re.compile(
@@ -50,19 +51,9 @@ def read_by_the_code() -> dict[str, str]:
 def documented() -> set[str]:
     """The variables of every table headed "variable" in docs/operations.md."""
     names: set[str] = set()
-    header = None
-    for line in OPERATIONS.read_text().splitlines():
-        if not line.startswith("|"):
-            header = None
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if header is None:
-            header = cells
-            continue
-        if header[0] != "variable" or set(cells[0]) <= set("-: "):
-            continue
+    for cell in first_cells(OPERATIONS, "variable"):
         full = None
-        for token in re.findall(r"`([A-Z_][A-Z0-9_]*)`", cells[0]):
+        for token in re.findall(r"`([A-Z_][A-Z0-9_]*)`", cell):
             if not token.startswith("_"):
                 full = token
                 names.add(token)

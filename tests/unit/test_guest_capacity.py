@@ -132,7 +132,7 @@ def test_wrong_join_codes_are_counted_per_address(few_failures, django_capture_o
     assert codes == [404, 404, 429]
     page = guesser.post("/join/", {"code": "WRONG9"}, HTTP_X_CSRFTOKEN=token)
     assert page.status_code == 429 and b"Too many attempts" in page.content and int(page["Retry-After"]) >= 1
-    # The API's join by code counts the same failures (API.md's JSON).
+    # The API's join by code counts the same failures (docs/api.md's JSON).
     api_answer = Browser(django_capture_on_commit_callbacks).post("/api/sessions/", {"join_code": "WRONG"})
     assert api_answer.status_code == 429 and api_answer.json()["error"]["code"] == "rate_limited"
     # Another address is not affected.
