@@ -119,3 +119,25 @@ class SessionPage:
             timeout=READY * 1000,
         )
         return self.selected_iid()
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_instructor(stack, username: str) -> None:
+    """An instructor with an API token (``stack.client(username)``) and a
+    password, to sign in on the pages."""
+    stack.tokens[username] = stack.manage("create_api_token", "--instructor", username).strip()
+    stack.manage("shell", "-c", "from django.contrib.auth import get_user_model\n"
+                 f"user = get_user_model().objects.get(username={username!r})\n"
+                 f"user.set_password({PASSWORD!r})\nuser.save()\n")
+
+
+def open_dashboard(page: Page, username: str, classroom_id: str) -> None:
+    """Sign ``username`` in and open the class's dashboard, live."""
+    page.goto(f"/accounts/login/?next=/classrooms/{classroom_id}/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name=re.compile("sign in|log in", re.IGNORECASE)).click()
+    page.wait_for_url(re.compile(r"/classrooms/"))
+    page.locator("#live-status.live").wait_for()

@@ -7,23 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.e2e.conftest import VIEWPORT
-from tests.e2e.screens import READY, SessionPage
+from tests.e2e.screens import READY, SessionPage, make_instructor, open_dashboard
 from tests.stack import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
-SET_PASSWORD = """
-from django.contrib.auth import get_user_model
-user = get_user_model().objects.get(username="dash-teacher")
-user.set_password("correct horse battery staple")
-user.save()
-"""
 
 
 def test_the_dashboard_shows_a_learner_join_raise_a_hand_and_pass_a_check(stack, browser, page):
     stack.manage("import_labs", str(ROOT / "labs" / "what-is-a-container"))
-    stack.tokens["dash-teacher"] = stack.manage("create_api_token", "--instructor", "dash-teacher").strip()
-    stack.manage("shell", "-c", SET_PASSWORD)
+    make_instructor(stack, "dash-teacher")
     teacher = stack.client("dash-teacher")
     now = datetime.now(UTC)
     classroom = teacher.post(f"{stack.url}/api/classrooms/", timeout=30, json={
@@ -35,12 +28,7 @@ def test_the_dashboard_shows_a_learner_join_raise_a_hand_and_pass_a_check(stack,
     try:
         dash = instructor.new_page()
         dash.set_default_timeout(30_000)
-        dash.goto(f"/accounts/login/?next=/classrooms/{classroom['id']}/")
-        dash.get_by_label("Username").fill("dash-teacher")
-        dash.get_by_label("Password").fill("correct horse battery staple")
-        dash.get_by_role("button", name=re.compile("sign in|log in", re.IGNORECASE)).click()
-        dash.wait_for_url(re.compile(r"/classrooms/"))
-        dash.locator("#live-status.live").wait_for()
+        open_dashboard(dash, "dash-teacher", classroom["id"])
         assert dash.locator("#roster-empty").is_visible()
 
         # The learner joins in another context: a row appears, no reload.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.e2e.conftest import VIEWPORT
-from tests.e2e.screens import READY
+from tests.e2e.screens import READY, make_instructor, open_dashboard
 from tests.unit.labs_helpers import write_lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
@@ -41,12 +41,6 @@ steps:
     text: step4.md
 """
 
-SET_PASSWORD = """
-from django.contrib.auth import get_user_model
-user = get_user_model().objects.get(username="skip-teacher")
-user.set_password("correct horse battery staple")
-user.save()
-"""
 
 
 def test_a_learner_skips_a_step_and_the_instructor_fast_forwards_them(stack, browser, page, tmp_path):
@@ -55,8 +49,7 @@ def test_a_learner_skips_a_step_and_the_instructor_fast_forwards_them(stack, bro
         "step3.md": "Make three.\n", "step4.md": "Done.\n",
     }, name="skip-ahead")
     assert "skip-ahead: created" in stack.manage("import_labs", str(folder))
-    stack.tokens["skip-teacher"] = stack.manage("create_api_token", "--instructor", "skip-teacher").strip()
-    stack.manage("shell", "-c", SET_PASSWORD)
+    make_instructor(stack, "skip-teacher")
     now = datetime.now(UTC)
     classroom = stack.client("skip-teacher").post(f"{stack.url}/api/classrooms/", timeout=30, json={
         "title": "Skipping class", "lab": "skip-ahead", "seats": 3,
@@ -67,12 +60,7 @@ def test_a_learner_skips_a_step_and_the_instructor_fast_forwards_them(stack, bro
     try:
         dash = instructor.new_page()
         dash.set_default_timeout(30_000)
-        dash.goto(f"/accounts/login/?next=/classrooms/{classroom['id']}/")
-        dash.get_by_label("Username").fill("skip-teacher")
-        dash.get_by_label("Password").fill("correct horse battery staple")
-        dash.get_by_role("button", name=re.compile("sign in|log in", re.IGNORECASE)).click()
-        dash.wait_for_url(re.compile(r"/classrooms/"))
-        dash.locator("#live-status.live").wait_for()
+        open_dashboard(dash, "skip-teacher", classroom["id"])
 
         page.goto(classroom["invite_url"])
         page.get_by_label("Your name in the class").fill("Ada")
