@@ -742,9 +742,20 @@ class DockerDriver(Driver):
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
-            # Another caller is removing it: it will be gone.
             if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
                 raise
+            # Another caller (the watcher, a second teardown) is removing it:
+            # gone before this returns too, as the caller's contract says.
+            self._wait_removed(container_id)
+
+    def _wait_removed(self, container_id: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                self.api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.1)
 
     def inspect(self, state: dict[str, Any]) -> InstanceStatus:
         with self._engine_errors(f"inspect instance {state.get('name')}"):
